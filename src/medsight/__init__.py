@@ -1,0 +1,44 @@
+"""medsight: deep learning for medical image analysis.
+
+The public API is re-exported lazily so ``import medsight`` stays fast::
+
+    from medsight import read_image, load_dataset, fingerprint_dataset, plan_dataset, train
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Image": "medsight.io",
+    "read_image": "medsight.io",
+    "write_image": "medsight.io",
+    "load_dataset": "medsight.data",
+    "DatasetSpec": "medsight.data",
+    "Case": "medsight.data",
+    "validate_dataset": "medsight.data",
+    "fingerprint_dataset": "medsight.data",
+    "make_phantom_dataset": "medsight.data",
+    "convert_to_msd": "medsight.data",
+    "Plan": "medsight.planning",
+    "plan_dataset": "medsight.planning",
+    "RunConfig": "medsight.config",
+    "train": "medsight.api",
+    "predict": "medsight.api",
+    "evaluate": "medsight.api",
+    "MedsightError": "medsight.errors",
+    "DataError": "medsight.errors",
+    "ConfigError": "medsight.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'medsight' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,70 @@
+"""What a dataset is, independent of its folder layout.
+
+Every layout (MSD / nnU-Net v2 folder, CSV manifest, the adapters for ../shared/data) is turned into
+one :class:`DatasetSpec`, and everything downstream (validation, fingerprint, planning, training)
+reads only that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case: its channel files, an optional label file, an optional region-of-interest mask.
+
+    ``images`` has one path per channel (a multi-channel file such as an RGB PNG counts as one
+    path whose channels are all used). ``roi`` is an evaluation mask, e.g. DRIVE's field of view:
+    metrics are computed inside it. ``extra`` holds more references (e.g. DRIVE's 2nd manual).
+    """
+
+    case_id: str
+    images: tuple[Path, ...]
+    label: Path | None = None
+    patient_id: str | None = None
+    roi: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def patient(self) -> str:
+        """The grouping key for patient-level splits (falls back to the case id)."""
+        return self.patient_id or self.case_id
+
+
+@dataclass
+class DatasetSpec:
+    """A dataset: training cases (with labels), test cases (labels optional) and their meaning.
+
+    ``labels`` maps class names to integer values, background included (``{"background": 0, ...}``).
+    ``regions`` (optional) maps region names to lists of label values for region-based training
+    (BraTS: whole tumour = [1, 2, 4] ...). ``modality`` is per channel: "CT", "MR", "RGB", ...
+    """
+
+    name: str
+    root: Path
+    train: list[Case]
+    test: list[Case]
+    channel_names: dict[int, str]
+    labels: dict[str, int]
+    file_ending: str
+    regions: dict[str, list[int]] | None = None
+    description: str = ""
+    label_note: str = ""
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def label_values(self) -> list[int]:
+        return sorted(set(self.labels.values()))
+
+    def modality(self, channel: int = 0) -> str:
+        return self.channel_names.get(channel, "")
+
+    @property
+    def is_ct(self) -> bool:
+        return any(v.upper() == "CT" for v in self.channel_names.values())

@@ -1,0 +1,58 @@
+"""Small helpers shared by every layer: atomic writes, core counts, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash mid-write leaves the old file (if any) untouched, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects affinity / cgroups where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def shared_data_root(explicit: str | Path | None = None) -> Path | None:
+    """The real-data folder: ``explicit``, else $MEDSIGHT_DATA, else ../shared/data from the repo root.
+
+    Returns None when none exists.
+    """
+    candidates = []
+    if explicit:
+        candidates.append(Path(explicit))
+    if os.environ.get("MEDSIGHT_DATA"):
+        candidates.append(Path(os.environ["MEDSIGHT_DATA"]))
+    repo_root = Path(__file__).resolve().parents[2]
+    candidates += [repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
