@@ -41,6 +41,10 @@ class DatasetSpec:
     ``labels`` maps class names to integer values, background included (``{"background": 0, ...}``).
     ``regions`` (optional) maps region names to lists of label values for region-based training
     (BraTS: whole tumour = [1, 2, 4] ...). ``modality`` is per channel: "CT", "MR", "RGB", ...
+
+    ``label_map`` (optional) maps the values stored in the label files to the values of ``labels``,
+    e.g. ``{0: 1, 255: 0}`` for ISBI 2012 where black (0) is membrane; a stored value missing from
+    it is an error. Read labels with :func:`medsight.data.read_label`, which applies it.
     """
 
     name: str
@@ -53,6 +57,7 @@ class DatasetSpec:
     regions: dict[str, list[int]] | None = None
     description: str = ""
     label_note: str = ""
+    label_map: dict[int, int] | None = None
 
     @property
     def num_channels(self) -> int:
@@ -64,6 +69,11 @@ class DatasetSpec:
 
     def modality(self, channel: int = 0) -> str:
         return self.channel_names.get(channel, "")
+
+    @property
+    def cases(self) -> list[Case]:
+        """Training cases, then test cases."""
+        return [*self.train, *self.test]
 
     @property
     def is_ct(self) -> bool:

@@ -18,6 +18,8 @@ import numpy as np
 
 from medsight.utils import atomic_write_text
 
+_BOOT_CHUNK_ELEMENTS = 2_000_000
+
 
 def bootstrap_ci(
     values: np.ndarray | list[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
@@ -33,9 +35,14 @@ def bootstrap_ci(
     mean = float(v.mean())
     if v.size == 1:
         return (mean, mean, mean)
+    if not 0 < alpha < 1 or n_boot < 1:
+        raise ValueError(f"bootstrap_ci: expected 0 < alpha < 1 and n_boot >= 1, got {alpha=}, {n_boot=}")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    means = v[idx].mean(axis=1)
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // v.size)  # bounded memory for tables of many thousands of rows
+    means = np.concatenate(
+        [v[rng.integers(0, v.size, size=(min(chunk, n_boot - start), v.size))].mean(axis=1)
+         for start in range(0, n_boot, chunk)]
+    )
     low, high = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return (mean, float(low), float(high))
 
@@ -54,12 +61,13 @@ class MetricTable:
 
     @property
     def metric_names(self) -> list[str]:
-        names: list[str] = []
+        """Non-key columns whose values are all numbers (or missing), in first-seen order."""
+        seen: dict[str, bool] = {}
         for row in self.rows:
             for k, v in row.items():
-                if k not in self.keys and k not in names and isinstance(v, (int, float, np.number)):
-                    names.append(k)
-        return names
+                if k not in self.keys:
+                    seen[k] = seen.get(k, True) and (v is None or _is_number(v))
+        return [k for k, numeric in seen.items() if numeric and any(_is_number(r.get(k)) for r in self.rows)]
 
     def groups(self) -> list[str]:
         """Values of the grouping key (the second key, e.g. the class), or ['all']."""
@@ -69,7 +77,7 @@ class MetricTable:
 
     def values(self, metric: str, group: str = "all") -> np.ndarray:
         rows = self.rows if group == "all" else [r for r in self.rows if str(r[self.keys[1]]) == group]
-        return np.array([float(r.get(metric, math.nan)) for r in rows], dtype=np.float64)
+        return np.array([_as_float(r.get(metric)) for r in rows], dtype=np.float64)
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
         """``{group: {metric: {mean, ci_low, ci_high, n}}}`` plus ``info``; 'mean' is over classes too."""
@@ -90,7 +98,7 @@ class MetricTable:
         """Per case, the mean of a metric over its groups (classes)."""
         by_case: dict[str, list[float]] = {}
         for r in self.rows:
-            by_case.setdefault(str(r[self.keys[0]]), []).append(float(r.get(metric, math.nan)))
+            by_case.setdefault(str(r[self.keys[0]]), []).append(_as_float(r.get(metric)))
         return np.array([np.nanmean(v) if np.isfinite(v).any() else math.nan for v in by_case.values()])
 
     def to_csv(self) -> str:
@@ -114,26 +122,45 @@ class MetricTable:
 
     @classmethod
     def read_csv(cls, path: str | Path, keys: list[str] | None = None) -> MetricTable:
+        """Read a ``per_case.csv``; key columns stay text (case ids such as "007"), others become numbers."""
+        keys = keys or ["case_id"]
         rows: list[dict[str, Any]] = []
         with open(path, newline="") as fh:
             for raw in csv.DictReader(fh):
-                rows.append({k: _number(v) for k, v in raw.items()})
-        return cls(rows=rows, keys=keys or ["case_id"])
+                rows.append({k: (v if k in keys else _number(v)) for k, v in raw.items()})
+        return cls(rows=rows, keys=keys)
 
 
 def _number(text: str) -> Any:
+    """A CSV cell as a float where it is one; an empty cell (a missing value) is NaN."""
+    if text is None or text.strip() == "":
+        return math.nan
     try:
         return float(text)
-    except (TypeError, ValueError):
+    except ValueError:
         return text
+
+
+def _is_number(v: Any) -> bool:
+    """Numbers, including bools (a per-case ``correct`` flag averages to an accuracy)."""
+    return isinstance(v, (int, float, np.number, np.bool_))
+
+
+def _as_float(v: Any) -> float:
+    """A metric value as a float; missing or non-numeric values are NaN."""
+    return float(v) if _is_number(v) else math.nan
 
 
 def _finite(obj: Any) -> Any:
     """JSON has no NaN: write None instead."""
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -1,0 +1,86 @@
+"""Model builders in one registry: ``build_model("dynunet", spatial_dims=3, ...)``.
+
+Every builder returns a plain ``nn.Module`` that imports nothing from the engine or the tasks.
+Builders import MONAI inside themselves, so ``import medsight.models`` stays light.
+
+Output contract of every segmentation model:
+
+* eval mode: a tensor ``(B, C, *spatial)``, always;
+* train mode with ``deep_supervision=True``: a tensor ``(B, N_heads, C, *spatial)`` whose head 0
+  is the full-resolution final output and the others are the deeper heads resized to the same
+  size (MONAI DynUNet's behaviour); :func:`medsight.engine.inference.predict_with_deep_supervision_head`
+  picks head 0 from such an output (or from a list of heads).
+
+Example:
+    >>> from medsight.models import build_model
+    >>> net = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3, base_filters=8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from medsight.registry import Registry
+
+ModelBuilder = Callable[..., nn.Module]
+
+MODELS: Registry[ModelBuilder] = Registry("model")
+
+
+def build_model(
+    name: str,
+    *,
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    patch_size: list[int] | tuple[int, ...] | None = None,
+    deep_supervision: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build the registered model ``name``.
+
+    Args:
+        name: registry name (see ``MODELS.names()``), case-insensitive.
+        spatial_dims: 2 or 3.
+        in_channels: input channels (modalities).
+        out_channels: output channels (classes, background included for softmax heads).
+        patch_size: training patch size; required by models whose layout depends on it
+            (``dynunet``, ``unetr``) and validated by those that constrain it (``swinunetr``).
+        deep_supervision: add deep-supervision heads (models that support it only).
+        **kwargs: model-specific options (e.g. ``base_filters``, ``spacing``, ``feature_size``).
+
+    Raises:
+        RegistryError: unknown name.
+        ConfigError: an option is missing, unknown or inconsistent for this model.
+    """
+    from medsight.errors import ConfigError
+
+    builder = MODELS.get(name)
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"model {name!r}: spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    for field, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model {name!r}: {field} must be a positive int, got {value!r}")
+    if patch_size is not None:
+        patch_size = [int(p) for p in patch_size]
+        if len(patch_size) != spatial_dims or min(patch_size) < 1:
+            raise ConfigError(
+                f"model {name!r}: patch_size must hold {spatial_dims} positive sizes, got {patch_size!r}"
+            )
+    return builder(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        patch_size=patch_size,
+        deep_supervision=deep_supervision,
+        **kwargs,
+    )
+
+
+from medsight.models import segmentation as _segmentation  # noqa: E402,F401  (registers the builders)
+from medsight.models.segmentation import DynUNetTopology, dynunet_topology  # noqa: E402
+
+__all__ = ["MODELS", "build_model", "dynunet_topology", "DynUNetTopology"]

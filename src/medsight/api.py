@@ -1,0 +1,169 @@
+"""The Python API behind the CLI: train, predict, evaluate (the CLI is a thin layer over these).
+
+Example::
+
+    from medsight import train, predict, evaluate
+    run = train("drive", overrides=["train.time_budget=20m"])
+    predict(run, "scans/", "masks/")
+    evaluate(run, split="test")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from medsight.config import RunConfig, load_config
+from medsight.errors import ConfigError, DataError
+from medsight.runs import Run, create_run, open_run
+
+log = logging.getLogger(__name__)
+
+
+def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> tuple[Any, Any, Any]:
+    """Load, validate and fingerprint a dataset, and plan for it: (spec, fingerprint, plan)."""
+    from medsight.data import fingerprint_dataset, load_dataset
+    from medsight.data.validate import raise_on_issues
+    from medsight.planning import plan_dataset
+
+    spec = load_dataset(dataset)
+    fp = fingerprint_dataset(spec, cache_dir=config.data.cache_dir)
+    raise_on_issues(fp.data_issues)
+    plan = plan_dataset(fp, task=config.task, device=config.train.device, measure=measure,
+                        overrides=config.plan)
+    return spec, fp, plan
+
+
+def train(
+    dataset: str | Path,
+    *,
+    task: str = "segment",
+    config: RunConfig | str | Path | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    measure: bool = True,
+) -> Path:
+    """Train a model on ``dataset`` and return the run folder (ends with eval/ and report.html).
+
+    Args:
+        dataset: anything ``medsight.data.load_dataset`` accepts (MSD folder, CSV, adapter name).
+        task: the task family (``segment``).
+        config: a RunConfig or a YAML file; ``overrides`` (``["train.epochs=5", ...]``) apply on top.
+        out: the parent folder of run folders (default ``runs``).
+        measure: let the planner time candidate networks on this machine.
+    """
+    from medsight.report import build_report
+    from medsight.runs import run_folds
+    from medsight.tasks.segment.pipeline import train_segmentation
+
+    cfg = _config(config, overrides, task=task, dataset=str(dataset), out=out)
+    if cfg.task != "segment":
+        raise ConfigError(f"task: {cfg.task!r} is not available yet; known: segment")
+    spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
+    run = create_run(cfg, plan, spec.name)
+    folds = run_folds(run.path / "splits.json", spec, cfg.data.num_folds, cfg.train.seed)
+    log.info("run folder: %s", run.path)
+    train_segmentation(run, spec, folds)
+    build_report(run.path)
+    return run.path
+
+
+def resume(run_dir: str | Path) -> Path:
+    """Continue a killed ``train`` in its own run folder, from checkpoints/last.pt."""
+    from medsight.data import load_dataset
+    from medsight.report import build_report
+    from medsight.runs import run_folds
+    from medsight.tasks.segment.pipeline import train_segmentation
+
+    run = open_run(run_dir)
+    spec = load_dataset(run.config.data.dataset)
+    folds = run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
+    train_segmentation(run, spec, folds)
+    build_report(run.path)
+    return run.path
+
+
+def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, **base: Any) -> RunConfig:
+    if isinstance(config, RunConfig):
+        from medsight.config import apply_overrides
+
+        data = apply_overrides(config.model_dump(), overrides or [])
+        return RunConfig.model_validate(data)
+    defaults: dict[str, Any] = {"task": base["task"], "data": {"dataset": base["dataset"]}}
+    if base.get("out") is not None:
+        defaults["out"] = str(base["out"])
+    return load_config(config, overrides, **defaults)
+
+
+def predict(run_dir: str | Path, input: str | Path, output: str | Path, *, tta: bool | None = None) -> list[Path]:
+    """Segment every image under ``input`` and write label maps into ``output`` in the input's
+    geometry and format (DICOM series in -> NIfTI out). Returns the written paths."""
+    from medsight.tasks.segment.predictor import Predictor
+
+    predictor = Predictor.from_run(run_dir, tta=tta)
+    return predictor.predict_path(Path(input), Path(output))
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    split: str = "val",
+    input: str | Path | None = None,
+    reference: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a run: its validation fold (``split="val"``), the dataset's labelled test split
+    (``split="test"``), or the images under ``input`` against label files under ``reference``.
+    Writes eval/<split>/ and refreshes report.html; returns the summary."""
+    from medsight.data import load_dataset
+    from medsight.report import build_report
+    from medsight.tasks.segment.pipeline import evaluate_cases
+
+    run = open_run(run_dir)
+    if input is not None or reference is not None:
+        if input is None or reference is None:
+            raise ConfigError("evaluate: --input and --reference go together")
+        spec = _folder_spec(run, Path(input), Path(reference))
+        cases, split = spec.train, "custom"
+    else:
+        spec = load_dataset(run.config.data.dataset)
+        cases = _split_cases(run, spec, split)
+    summary = evaluate_cases(run, spec, cases, split)
+    build_report(run.path)
+    return summary
+
+
+def _split_cases(run: Run, spec: Any, split: str) -> list[Any]:
+    from medsight.runs import run_folds
+
+    if split == "test":
+        return spec.test
+    if split == "train":
+        return spec.train
+    if split != "val":
+        raise ConfigError(f"--split: expected val, test or train, got {split!r}")
+    fold = run.config.data.fold
+    if fold == "all":
+        raise ConfigError(f"{run.path}: trained on all cases (data.fold=all): there is no validation split")
+    folds = run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
+    ids = set(folds[int(fold)]["val"])
+    return [c for c in spec.train if c.case_id in ids]
+
+
+def _folder_spec(run: Run, images: Path, labels: Path) -> Any:
+    """A dataset of the images under ``images`` paired by file name with labels under ``labels``."""
+    from medsight.data.spec import Case, DatasetSpec
+    from medsight.io.readers import split_suffix
+    from medsight.tasks.segment.predictor import group_inputs
+
+    groups = group_inputs(images, run.plan.in_channels)
+    label_files = {split_suffix(p)[0]: p for p in sorted(labels.iterdir()) if p.is_file()}
+    cases = []
+    for case_id, files in groups.items():
+        if case_id not in label_files:
+            raise DataError(f"{labels}: no label file for case {case_id!r} (looked for {case_id}.*)")
+        cases.append(Case(case_id=case_id, images=tuple(files), label=label_files[case_id]))
+    names = dict(zip(run.plan.class_names, run.plan.label_values, strict=False)) if not run.plan.regions else {
+        f"label_{v}": v for v in run.plan.label_values}
+    return DatasetSpec(name=images.name, root=images, train=cases, test=[], channel_names={
+        i: f"channel_{i}" for i in range(run.plan.in_channels)}, labels=names, file_ending="")

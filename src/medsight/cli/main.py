@@ -1,0 +1,198 @@
+"""The ``medsight`` command: a thin layer over the Python API, one function per verb.
+
+Errors that medsight raises on purpose print one line and exit with code 2; ``--debug`` shows the
+traceback. Heavy imports happen inside the commands so ``medsight --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="medsight: deep learning for medical image analysis.")
+_STATE = {"debug": False}
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: train.epochs=50")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    _STATE["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.command()
+def fingerprint(
+    dataset: Annotated[str, typer.Argument(help="MSD folder, CSV manifest or dataset name (medsight list datasets)")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the whole fingerprint as JSON.")] = False,
+) -> None:
+    """What is in the data: shapes, spacings, intensities, classes, and every problem found."""
+    from medsight.data import fingerprint_dataset, load_dataset
+
+    fp = fingerprint_dataset(load_dataset(dataset))
+    if json_out:
+        typer.echo(fp.to_json())
+        return
+    typer.echo(f"dataset {fp.name}: {fp.num_train} training / {fp.num_test} test cases, {fp.dim}D, "
+               f"{fp.num_channels} channel(s) {fp.channel_names}")
+    typer.echo(f"  shape median {fp.median_shape} (min {fp.min_shape}, max {fp.max_shape})")
+    typer.echo(f"  spacing median {fp.median_spacing}, anisotropy {fp.anisotropy:.2f}")
+    for c, st in fp.intensity.items():
+        typer.echo(f"  channel {c} ({fp.modality[c]}): {fp.intensity_source} intensities mean {st.mean:.4g} "
+                   f"std {st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 {st.percentile_99_5:.4g}")
+    for cl in fp.classes:
+        typer.echo(f"  class {cl.value} {cl.name}: in {cl.cases_present} cases, "
+                   f"{100 * cl.mean_voxel_fraction:.2f}% of voxels")
+    typer.echo(f"  {len(fp.issues)} problem(s) found" + (":" if fp.issues else ""))
+    for issue in fp.data_issues:
+        typer.echo(f"    {issue}")
+
+
+@app.command()
+def plan(
+    dataset: Annotated[str, typer.Argument(help="MSD folder, CSV manifest or dataset name")],
+    task: Annotated[str, typer.Option(help="Task family.")] = "segment",
+    config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
+    set_: SetOption = None,
+    no_measure: Annotated[bool, typer.Option("--no-measure", help="Do not time candidate networks.")] = False,
+) -> None:
+    """The plan training would use, and why."""
+    from medsight.api import prepare
+    from medsight.config import load_config
+
+    cfg = load_config(config, set_, task=task, data={"dataset": dataset})
+    _, _, chosen = prepare(dataset, cfg, measure=not no_measure)
+    _echo_json(chosen.model_dump(mode="json"))
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="Task family: segment.")],
+    dataset: Annotated[str | None, typer.Argument(help="MSD folder, CSV manifest or dataset name")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
+    set_: SetOption = None,
+    fold: Annotated[str | None, typer.Option(help="Validation fold (0..k-1) or 'all'.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Parent folder of run folders.")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Repeatable run.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a killed run in its folder.")] = None,
+) -> None:
+    """Train a model; writes one run folder (checkpoints, metrics, eval, report.html)."""
+    from medsight import api
+
+    if resume is not None:
+        typer.echo(f"report: {api.resume(resume) / 'report.html'}")
+        return
+    if dataset is None:
+        raise typer.BadParameter("DATASET is required (or --resume RUN)")
+    overrides = list(set_ or [])
+    if fold is not None:
+        overrides.append(f"data.fold={fold}")
+    if deterministic:
+        overrides.append("train.deterministic=true")
+    run = api.train(dataset, task=task, config=config, overrides=overrides, out=out)
+    typer.echo(f"run: {run}")
+    typer.echo(f"report: {run / 'report.html'}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Option(help="A run folder written by `medsight train`.")],
+    input: Annotated[Path, typer.Option(help="An image, a DICOM series folder, or a folder of images.")],
+    output: Annotated[Path, typer.Option(help="Output folder (or file, for one input).")],
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")] = None,
+) -> None:
+    """Segment images with a trained run; outputs keep the input's geometry."""
+    from medsight import api
+
+    for path in api.predict(run, input, output, tta=tta):
+        typer.echo(str(path))
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option(help="A run folder.")],
+    split: Annotated[str, typer.Option(help="val (the run's fold), test or train.")] = "val",
+    input: Annotated[Path | None, typer.Option(help="Images to predict and score.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference label files, named like the images.")] = None,
+) -> None:
+    """Score a run (per-case CSV + summary with 95% CIs in eval/<split>/) and refresh its report."""
+    from medsight import api
+
+    summary = api.evaluate(run, split=split, input=input, reference=reference)
+    _echo_json(summary.get("mean", summary))
+
+
+@app.command()
+def convert(
+    source: Annotated[str, typer.Argument(help="Any supported dataset layout or name.")],
+    to_msd: Annotated[Path, typer.Option("--to-msd", help="Destination MSD / nnU-Net v2 folder (new).")],
+) -> None:
+    """Convert a dataset to an MSD / nnU-Net v2 folder."""
+    from medsight.data import convert_to_msd
+
+    typer.echo(str(convert_to_msd(source, to_msd)))
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="models, tasks or datasets")]) -> None:
+    """List the registered models, tasks or datasets."""
+    if what == "models":
+        from medsight.models import MODELS
+
+        names = MODELS.names()
+    elif what == "tasks":
+        import medsight.tasks.segment  # noqa: F401  (registers the task)
+        from medsight.tasks import TASKS
+
+        names = TASKS.names()
+    elif what == "datasets":
+        from medsight.data import DATASETS
+
+        for name in DATASETS.names():
+            typer.echo(f"{name:12s} {DATASETS.get(name).description}")
+        return
+    else:
+        raise typer.BadParameter(f"expected models, tasks or datasets, got {what!r}")
+    for name in names:
+        typer.echo(name)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Parent folder of the run.")] = Path("runs"),
+    time_budget: Annotated[str, typer.Option(help="Training wall-clock budget.")] = "3m",
+) -> None:
+    """Train a segmenter on a built-in phantom (no download) and write its report."""
+    from medsight.cli.demo import run_demo
+
+    report = run_demo(out, time_budget)
+    typer.echo(f"report: {report}")
+
+
+def main() -> None:
+    """Entry point with the one-line error contract."""
+    from medsight.errors import MedsightError
+
+    try:
+        app()
+    except MedsightError as exc:
+        if _STATE["debug"]:
+            raise
+        typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

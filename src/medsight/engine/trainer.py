@@ -1,0 +1,410 @@
+"""The one training loop for every task.
+
+Example::
+
+    trainer = Trainer(task, config.train, run_dir)      # seeds everything: build the model after this
+    model = task.build_model(plan)
+    result = trainer.fit(model, train_batches, val_loader)   # resumes from run_dir/checkpoints/last.pt
+
+How it runs:
+
+* **Budget.** Epochs of ``iterations_per_epoch`` batches drawn from one persistent iterator over
+  ``train_data`` (re-created when exhausted), until ``epochs``, ``max_iterations`` or ``time_budget``
+  is reached (first wins; none set: 50 epochs). The time budget is checked between epochs.
+* **Optimisation.** When ``training_step`` returns a loss, the engine zeroes gradients, back-propagates,
+  clips the gradient norm to 12 (nnU-Net) and steps the task's optimisers (a step with a non-finite
+  gradient norm is skipped and counted). With loss None the task has stepped itself. Schedulers step
+  every iteration; a :class:`~medsight.engine.schedule.ProgressLR` gets the run progress first.
+* **Validation** runs every ``val_every`` epochs and at the last one, on rank 0 only, in eval mode under
+  ``torch.inference_mode()`` (and bf16 autocast on CUDA when ``amp``). ``task.monitor`` picks
+  ``best.pt``; ``early_stopping_patience`` counts validation rounds without improvement. Without
+  validation data, ``best.pt`` is the final model.
+* **Checkpoints.** ``last.pt`` after every epoch, ``best.pt`` on improvement, both atomic. A killed run
+  resumes from ``last.pt`` with the same epoch, step, best metric, elapsed time, optimiser, scheduler
+  and RNG states (the work of an unfinished epoch is redone). Under DDP other ranks re-seed their data
+  streams from (seed, rank, epoch) on resume.
+* **Logs.** One line per epoch in ``metrics.jsonl`` (epoch, step, train_loss, the task's logs, validation
+  metrics, lr, elapsed, data_wait_fraction, ...), optional TensorBoard / MLflow, a progress bar on a TTY.
+* **DDP.** Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank's data is seeded
+  differently and rank 0's decisions (elapsed time, best metric, stop) are broadcast after each epoch.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from medsight.config import TrainConfig
+from medsight.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    LoopState,
+    apply_model_state,
+    check_weights_only_safe,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from medsight.engine.device import autocast_factory, configure_threads, move_to_device, resolve_device
+from medsight.engine.distributed import (
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    dist_info,
+    setup_distributed,
+    unwrap_model,
+    wrap_model,
+)
+from medsight.engine.loggers import JsonlLogger, Logger, build_loggers
+from medsight.engine.progress import ProgressBar
+from medsight.engine.schedule import Budget
+from medsight.engine.seed import derive_seed, get_rng_state, seed_everything, set_rng_state
+from medsight.engine.stream import BatchStream, EpochMeter
+from medsight.errors import ConfigError, RunError
+from medsight.tasks.base import Optimizers, StepContext, Task
+
+GRAD_CLIP = 12.0  # max gradient norm, as in nnU-Net
+
+
+class Callback(Protocol):
+    """Called on every rank after each epoch (after the checkpoint is written).
+
+    Set ``trainer.should_stop = True`` to end the run (rank 0's value is what counts).
+    """
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    best_metric: float | None
+    best_epoch: int | None
+    epochs: int  # completed epochs, resumed sessions included
+    iterations: int
+    wall_time: float  # training seconds, resumed sessions included
+    stopped_reason: str  # 'epochs', 'max_iterations', 'time_budget', 'early_stopping' or 'callback'
+    resumed: bool = False
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class _Clock:
+    """Wall-clock training time that continues from a saved value."""
+
+    def __init__(self, base: float = 0.0) -> None:
+        self.reset(base)
+
+    def reset(self, base: float) -> None:
+        self.base, self.t0 = base, time.perf_counter()
+
+    def now(self) -> float:
+        return self.base + time.perf_counter() - self.t0
+
+
+class Trainer:
+    """Trains any :class:`~medsight.tasks.base.Task`; see the module docstring for the behaviour."""
+
+    def __init__(
+        self,
+        task: Task,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        extra_state: dict[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
+    ) -> None:
+        """Check the config, pick the device and threads, and seed everything from ``config.seed``.
+
+        Args:
+            extra_state: saved in every checkpoint (tensors, numbers, strings, lists, dicts only).
+            progress: force the progress bar on or off; None shows it on a TTY when config.progress.
+        """
+        if config.val_every < 1:
+            raise ConfigError(f"train.val_every: expected >= 1, got {config.val_every}")
+        if task.monitor_mode not in ("max", "min"):
+            raise ConfigError(
+                f"task {task.name}: monitor_mode must be 'max' or 'min', got {task.monitor_mode!r}"
+            )
+        self.task, self.config, self.run_dir = task, config, Path(run_dir)
+        self.extra_state = dict(extra_state or {})
+        check_weights_only_safe(self.extra_state)
+        self.callbacks, self.progress = list(callbacks), progress
+        self.budget = Budget.from_config(config)
+        self.dist = dist_info()
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.autocast = autocast_factory(self.device, config.amp)
+        self.threads = configure_threads(self.dist.world_size)
+        seed_everything(config.seed, config.deterministic)  # same on every rank: same initial weights
+        self.state, self.should_stop = LoopState(), False
+        self._clock, self._record, self._improved = _Clock(), {}, False
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    def fit(
+        self,
+        model: nn.Module,
+        train_data: Iterable[Any],
+        val_data: Iterable[Any] | None = None,
+        resume: bool = True,
+    ) -> FitResult:
+        """Train ``model`` in place until the budget is spent; resume from ``last.pt`` when ``resume``."""
+        owns_group = setup_distributed()
+        try:
+            return self._fit(model, train_data, val_data, resume)
+        finally:
+            if owns_group:
+                cleanup_distributed()
+
+    def _fit(
+        self, model: nn.Module, train_data: Iterable[Any], val_data: Iterable[Any] | None, resume: bool
+    ) -> FitResult:
+        model, opt, resumed = self._prepare(model, resume)
+        stream, self._clock = BatchStream(train_data), _Clock(self.state.elapsed)
+        loggers, bar = self._open_outputs(resumed)
+        try:
+            while (reason := self._stop_reason()) is None:
+                logs = self._train_epoch(model, opt, stream, bar)
+                logs.update(self._maybe_validate(model, val_data))
+                self._end_epoch(model, opt, logs, loggers, bar)
+        finally:
+            bar.close()
+            for logger in loggers:
+                logger.close()
+        return self._finish(reason, resumed, has_val=val_data is not None)
+
+    def _train_epoch(self, model: nn.Module, opt: Optimizers, stream: BatchStream, bar: ProgressBar) -> dict:
+        model.train()
+        st, meter = self.state, EpochMeter()
+        start_step, self._epoch_start = st.step, st.elapsed
+        for _ in range(self.budget.iterations_in_epoch(st.step)):
+            t0 = time.perf_counter()
+            batch = next(stream)
+            meter.wait += time.perf_counter() - t0
+            ctx = StepContext(st.epoch, st.step, self.device, opt.optimizers, self.autocast, *self._ranks())
+            out = self.task.training_step(model, move_to_device(batch, self.device), ctx)
+            ok = out.loss is None or self._optimise(model, opt, out.loss)
+            st.step += 1
+            self._schedule(opt, st.elapsed + (st.step - start_step) * (st.sec_per_iter or 0.0))
+            meter.add(out.loss if ok else None, out.logs, skipped=not ok)
+            bar.update(1, **self._bar_postfix(out.loss) if bar.bar is not None else {})
+        st.epoch += 1
+        return self._close_epoch(meter, st.step - start_step)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _ranks(self) -> tuple[int, int]:
+        return self.dist.rank, self.dist.world_size
+
+    def _optimise(self, model: nn.Module, opt: Optimizers, loss: torch.Tensor) -> bool:
+        """Backward, clip, step; False when the gradient norm is not finite (the step is skipped)."""
+        if not opt.optimizers:
+            raise RunError(
+                f"task {self.task.name}: training_step returned a loss but configure_optimizers returned "
+                "None; return Optimizers (e.g. medsight.engine.build_optimizer) or StepOutput(loss=None)"
+            )
+        for o in opt.optimizers:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP) if params else torch.tensor(0.0)
+        if not torch.isfinite(norm):
+            for o in opt.optimizers:
+                o.zero_grad(set_to_none=True)
+            return False
+        for o in opt.optimizers:
+            o.step()
+        return True
+
+    def _schedule(self, opt: Optimizers, elapsed: float) -> None:
+        """Step every scheduler; a ProgressLR first gets ``budget.progress(step, elapsed)``."""
+        progress = self.budget.progress(self.state.step, elapsed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            for sched in opt.schedulers:
+                if hasattr(sched, "set_progress"):
+                    sched.set_progress(progress)
+                sched.step()
+
+    def _close_epoch(self, meter: EpochMeter, iterations: int) -> dict[str, Any]:
+        if iterations and meter.skipped == iterations:
+            raise RunError(
+                f"task {self.task.name}: every step of epoch {self.state.epoch} had a non-finite loss or "
+                "gradient; lower train.lr or check the data for NaNs"
+            )
+        logs = meter.summary()
+        self.state.sec_per_iter = (
+            logs["train_seconds"] / iterations if iterations else self.state.sec_per_iter
+        )
+        self.state.elapsed = self._clock.now()
+        return logs
+
+    def _bar_postfix(self, loss: torch.Tensor | None) -> dict[str, Any]:
+        post: dict[str, Any] = {"epoch": self.state.epoch + 1}
+        if loss is not None:
+            post["loss"] = float(loss.detach())
+        if self.state.best_metric is not None:
+            post[self.task.monitor] = self.state.best_metric
+        return post
+
+    # -- validation ----------------------------------------------------------------------------
+    def _maybe_validate(self, model: nn.Module, val_data: Iterable[Any] | None) -> dict[str, float]:
+        st = self.state
+        if val_data is None or not self.dist.is_main:
+            return {}
+        final = self.budget.stop_reason(st.epoch, st.step, st.elapsed, st.epoch_seconds) is not None
+        if st.epoch % self.config.val_every and not final:
+            return {}
+        module = unwrap_model(model)
+        module.eval()
+        with torch.inference_mode(), self.autocast():
+            outputs = [self.task.validation_step(module, move_to_device(b, self.device)) for b in val_data]
+        module.train()
+        metrics = {k: float(v) for k, v in self.task.aggregate_validation(outputs).items()}
+        self._update_best(metrics)
+        return metrics
+
+    def _update_best(self, metrics: dict[str, float]) -> None:
+        st, monitor = self.state, self.task.monitor
+        if monitor not in metrics:
+            raise RunError(
+                f"task {self.task.name}: monitor {monitor!r} is not among the validation metrics "
+                f"{sorted(metrics)}"
+            )
+        self._improved = st.is_improvement(metrics[monitor], self.task.monitor_mode)
+        if self._improved:
+            st.best_metric, st.best_epoch, st.bad_rounds = metrics[monitor], st.epoch, 0
+        else:
+            st.bad_rounds += 1
+
+    # -- epoch end, stop, finish ---------------------------------------------------------------
+    def _end_epoch(
+        self, model: nn.Module, opt: Optimizers, logs: dict, loggers: list[Logger], bar: ProgressBar
+    ) -> None:
+        st = self.state
+        st.elapsed = self._clock.now()
+        st.epoch_seconds = st.elapsed - self._epoch_start
+        lr = opt.optimizers[0].param_groups[0]["lr"] if opt.optimizers else None
+        self._record = {
+            "epoch": st.epoch,
+            "step": st.step,
+            **logs,
+            "lr": lr,
+            "elapsed": st.elapsed,
+            "epoch_seconds": st.epoch_seconds,
+            "best_metric": st.best_metric,
+        }
+        if self.dist.is_main:
+            for logger in loggers:
+                logger.log(self._record)
+            self._save(model, opt)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, self._record)
+        self.state, self.should_stop = broadcast_object((st, self.should_stop), self.device)
+        self._clock.reset(self.state.elapsed)
+        bar.set_total(self.budget.estimated_total_iterations(self.state.step, self.state.elapsed))
+
+    def _stop_reason(self) -> str | None:
+        st, patience = self.state, self.config.early_stopping_patience
+        reason = self.budget.stop_reason(st.epoch, st.step, st.elapsed, st.epoch_seconds)
+        if reason is None and patience is not None and st.bad_rounds >= patience:
+            reason = "early_stopping"
+        if reason is None and self.should_stop:
+            reason = "callback"
+        return reason
+
+    def _finish(self, reason: str, resumed: bool, has_val: bool) -> FitResult:
+        if self.dist.is_main and not has_val and self.last_checkpoint.is_file():
+            copy_checkpoint(self.last_checkpoint, self.best_checkpoint)
+        barrier()
+        st = self.state
+        return FitResult(
+            st.best_metric, st.best_epoch, st.epoch, st.step, st.elapsed, reason, resumed, dict(self._record)
+        )
+
+    # -- set-up and checkpoints ------------------------------------------------------------------
+    def _prepare(self, model: nn.Module, resume: bool) -> tuple[nn.Module, Optimizers, bool]:
+        """Seed the data streams, move the model, build optimisers, resume or start over, wrap in DDP."""
+        cfg, rank = self.config, self.dist.rank
+        seed_everything(derive_seed(cfg.seed, rank), cfg.deterministic)
+        model.to(self.device)
+        opt = self.task.configure_optimizers(model) or Optimizers([])
+        self.state, self.should_stop, self._record = LoopState(), False, {}
+        resumed = resume and self.last_checkpoint.is_file()
+        if resumed:
+            self._restore(model, opt)
+        elif self.dist.is_main:
+            for stale in (self.last_checkpoint, self.best_checkpoint, self.run_dir / "metrics.jsonl"):
+                stale.unlink(missing_ok=True)
+        barrier()
+        return wrap_model(model, self.device), opt, resumed
+
+    def _restore(self, model: nn.Module, opt: Optimizers) -> None:
+        path = self.last_checkpoint
+        try:
+            ckpt = load_checkpoint(path)
+        except RunError as exc:
+            raise RunError(f"{exc}; pass resume=False to start over") from exc
+        for key, expected in (("task", self.task.name), ("monitor", self.task.monitor)):
+            if ckpt.get(key) != expected:
+                raise RunError(
+                    f"{path}: saved {key} {ckpt.get(key)!r} differs from {expected!r}; "
+                    "pass resume=False to start over"
+                )
+        apply_model_state(model, ckpt["model"], path)
+        for kind, objs in (("optimizers", opt.optimizers), ("schedulers", opt.schedulers)):
+            saved = ckpt.get(kind, [])
+            if len(saved) != len(objs):
+                raise RunError(f"{path}: holds {len(saved)} {kind}, the task configured {len(objs)}")
+            for obj, obj_state in zip(objs, saved, strict=True):
+                obj.load_state_dict(obj_state)
+        self.state = LoopState.from_dict(ckpt["loop"])
+        if self.dist.is_main:
+            set_rng_state(ckpt["rng"])
+        else:
+            seed_everything(
+                derive_seed(self.config.seed, self.dist.rank, self.state.epoch), self.config.deterministic
+            )
+        if not self.extra_state:
+            self.extra_state = dict(ckpt.get("extra_state") or {})
+
+    def _save(self, model: nn.Module, opt: Optimizers) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": unwrap_model(model).state_dict(),
+            "optimizers": [o.state_dict() for o in opt.optimizers],
+            "schedulers": [s.state_dict() for s in opt.schedulers],
+            "loop": self.state.to_dict(),
+            "rng": get_rng_state(),
+            "task": self.task.name,
+            "monitor": self.task.monitor,
+            "monitor_mode": self.task.monitor_mode,
+            "config": self.config.model_dump(mode="json"),
+            "extra_state": self.extra_state,
+            "torch_version": str(torch.__version__),
+        }
+        save_checkpoint(self.last_checkpoint, state)
+        if self._improved:
+            copy_checkpoint(self.last_checkpoint, self.best_checkpoint)
+        self._improved = False
+
+    def _open_outputs(self, resumed: bool) -> tuple[list[Logger], ProgressBar]:
+        main = self.dist.is_main
+        loggers = build_loggers(self.config, self.run_dir) if main else []
+        if main and resumed:
+            next(lg for lg in loggers if isinstance(lg, JsonlLogger)).truncate_after(self.state.epoch)
+        show = main and ProgressBar.wanted(self.config.progress, self.progress)
+        total = self.budget.estimated_total_iterations(self.state.step, self.state.elapsed)
+        return loggers, ProgressBar(show, total, initial=self.state.step)

@@ -1,0 +1,259 @@
+"""From a dataset fingerprint to a Plan, sized for the machine it runs on (nnU-Net's idea).
+
+Each choice records its reason in ``plan.reasons``. The steps:
+
+1. dimensionality: the data's own (2D pictures -> 2D, volumes -> 3D);
+2. target spacing: the median spacing; an axis more than 3x coarser than the finest takes the
+   10th percentile of its spacings (nnU-Net's anisotropy rule); on a CPU, volumes are then coarsened
+   until a median case fits ``max_case_voxels`` (training at full resolution would not finish);
+3. normalisation per channel: CT -> clip to the foreground 0.5/99.5 percentiles + dataset z-score;
+   RGB -> scale to 0..1 + dataset z-score; anything else -> per-image z-score (inside the non-zero
+   mask when cropping to it removes more than a quarter of the volume, as nnU-Net does);
+4. patch size: the median resampled shape, shrunk along its longest axis until it fits the
+   device's patch budget, rounded to what the network's down-sampling needs;
+5. network width and batch size: the largest that fit the memory budget and, when ``measure`` is on,
+   whose measured training step fits the step-time budget of the device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medsight.planning.plan import ChannelNorm, Plan
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """What one training step may cost on the device that will train."""
+
+    device: str  # "cpu" or "cuda"
+    memory_gb: float  # activation memory one step may use
+    patch_voxels: dict[int, int]  # largest patch per dimensionality
+    step_voxels: dict[int, int]  # batch x patch voxels per step
+    step_seconds: dict[int, float]  # target wall time of one training step
+    max_case_voxels: int | None  # coarsen 3D volumes beyond this (None: never)
+    widths: tuple[int, ...]  # candidate base filter counts, widest first
+
+
+CPU_BUDGET = DeviceBudget(
+    device="cpu",
+    memory_gb=4.0,
+    patch_voxels={2: 256 * 256, 3: 64 * 64 * 64},
+    step_voxels={2: 4 * 256 * 256, 3: 2 * 64 * 64 * 64},
+    step_seconds={2: 1.5, 3: 3.0},
+    max_case_voxels=128 * 128 * 96,
+    widths=(32, 24, 16),
+)
+GPU_BUDGET = DeviceBudget(
+    device="cuda",
+    memory_gb=8.0,
+    patch_voxels={2: 512 * 512, 3: 128 * 128 * 128},
+    step_voxels={2: 12 * 512 * 512, 3: 2 * 128 * 128 * 128},
+    step_seconds={2: 0.25, 3: 0.5},
+    max_case_voxels=None,
+    widths=(32,),
+)
+
+
+def device_budget(device: str | None = None) -> DeviceBudget:
+    """The budget for ``device`` ("cpu", "cuda", or None: CUDA when available)."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return GPU_BUDGET if str(device).startswith("cuda") else CPU_BUDGET
+
+
+def plan_segmentation(fp: Any, *, budget: DeviceBudget | None = None, measure: bool = True) -> Plan:
+    """Plan a segmentation run from a :class:`medsight.data.Fingerprint`."""
+    budget = budget or device_budget()
+    reasons: dict[str, str] = {}
+    dim = int(fp.dim)
+    reasons["dim"] = f"the data are {dim}D"
+    spacing, shape = _target_spacing(fp, budget, reasons)
+    norms = _normalization(fp, reasons)
+    patch, topo = _patch_size(shape, spacing, budget.patch_voxels[dim], reasons)
+    width, batch = _width_and_batch(fp, patch, spacing, budget, measure, reasons)
+    class_names, values, regions = _classes(fp)
+    if regions:
+        reasons["regions"] = f"nested labels: region-based training on {', '.join(regions)} (sigmoid per region)"
+    return Plan(
+        task="segment",
+        dataset=fp.name,
+        dim=dim,
+        in_channels=int(fp.num_channels),
+        class_names=class_names,
+        label_values=values,
+        regions=regions,
+        target_spacing=[round(s, 5) for s in spacing],
+        normalization=norms,
+        patch_size=patch,
+        batch_size=batch,
+        network="dynunet",
+        network_kwargs={"base_filters": width, "spacing": [round(s, 5) for s in spacing], "res_block": True},
+        deep_supervision=len(topo.strides) > 2,
+        loss="dice_ce",
+        reasons=reasons,
+        fingerprint_summary=_summary(fp),
+    )
+
+
+def _classes(fp: Any) -> tuple[list[str], list[int], dict[str, list[int]] | None]:
+    ordered = sorted(fp.labels.items(), key=lambda kv: kv[1])
+    values = [v for _, v in ordered]
+    if fp.regions:
+        return list(fp.regions), values, {k: [int(x) for x in v] for k, v in fp.regions.items()}
+    return [k for k, _ in ordered], values, None
+
+
+def _target_spacing(fp: Any, budget: DeviceBudget, reasons: dict[str, str]) -> tuple[list[float], list[float]]:
+    spacings = np.array([c.spacing for c in fp.cases], dtype=float)
+    shapes = np.array([c.shape for c in fp.cases], dtype=float)
+    target = np.median(spacings, axis=0)
+    reasons["target_spacing"] = "median spacing of the training cases"
+    coarse = int(np.argmax(target))
+    if fp.dim == 3 and target[coarse] > 3 * target.min():
+        target[coarse] = np.percentile(spacings[:, coarse], 10)
+        reasons["target_spacing"] += f"; anisotropic: axis {coarse} uses the 10th percentile of its spacings"
+    physical = np.median(shapes * spacings, axis=0)
+    shape = physical / target
+    if fp.dim == 3 and budget.max_case_voxels and np.prod(shape) > budget.max_case_voxels:
+        factor = (np.prod(shape) / budget.max_case_voxels) ** (1 / 3)
+        target = target * factor
+        shape = physical / target
+        reasons["target_spacing"] += (
+            f"; coarsened x{factor:.2f} so a median case ({'x'.join(str(round(s)) for s in shape)}) "
+            f"fits the {budget.device} budget of {budget.max_case_voxels:,} voxels"
+        )
+    return [float(s) for s in target], [float(s) for s in shape]
+
+
+def _normalization(fp: Any, reasons: dict[str, str]) -> list[ChannelNorm]:
+    norms, why = [], []
+    crop_gain = _crop_gain(fp)
+    for c in range(int(fp.num_channels)):
+        modality = fp.modality.get(c, fp.modality.get(str(c), ""))  # type: ignore[call-overload]
+        st = fp.intensity.get(c, fp.intensity.get(str(c)))  # type: ignore[call-overload]
+        if modality == "CT":
+            norms.append(ChannelNorm(scheme="ct", clip_low=st.percentile_00_5, clip_high=st.percentile_99_5,
+                                     mean=st.mean, std=max(st.std, 1e-6)))
+            why.append(f"{c}: CT, clip to foreground [{st.percentile_00_5:.0f}, {st.percentile_99_5:.0f}] + z-score")
+        elif modality == "RGB":
+            norms.append(ChannelNorm(scheme="rgb", mean=st.mean / 255.0, std=max(st.std / 255.0, 1e-6)))
+            why.append(f"{c}: RGB, /255 then dataset z-score")
+        else:
+            use_mask = fp.dim == 3 and crop_gain < 0.75
+            norms.append(ChannelNorm(scheme="zscore", use_mask=use_mask))
+            why.append(f"{c}: {modality or 'non-CT'}, per-image z-score" + (" inside the non-zero mask" if use_mask else ""))
+    reasons["normalization"] = "; ".join(why)
+    return norms
+
+
+def _crop_gain(fp: Any) -> float:
+    """Median fraction of the volume left after cropping to the non-zero region."""
+    ratios = [np.prod(c.cropped_shape) / max(1, np.prod(c.shape)) for c in fp.cases]
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def _patch_size(shape: list[float], spacing: list[float], max_voxels: int, reasons: dict[str, str]) -> tuple[list[int], Any]:
+    from medsight.models.segmentation import dynunet_topology
+
+    patch = [float(s) for s in shape]
+    while np.prod(patch) > max_voxels:
+        # shrink the axis that is longest in physical size relative to the others (nnU-Net's rule)
+        axis = int(np.argmax(np.array(patch) * np.array(spacing) / np.median(spacing)))
+        patch[axis] *= 0.9
+    rounded = [max(8, int(p)) for p in patch]
+    topo = dynunet_topology(rounded, spacing, max_depth=5, min_feature_size=4)
+    # round down to the divisor so the patch stays inside the budget
+    patch_i = [max(d, (p // d) * d) for p, d in zip(rounded, topo.divisor, strict=True)]
+    topo = dynunet_topology(patch_i, spacing, max_depth=5, min_feature_size=4)
+    patch_i = topo.patch_size
+    reasons["patch_size"] = (
+        f"median resampled shape {[round(s) for s in shape]} shrunk to the device patch budget "
+        f"of {max_voxels:,} voxels and rounded to multiples of {topo.divisor}"
+    )
+    return patch_i, topo
+
+
+def _activation_gb(patch: list[int], width: int, batch: int, in_ch: int) -> float:
+    """Rough training memory: every stage keeps ~12 feature maps (convs, norms, grads) of its size."""
+    voxels, total, f = float(np.prod(patch)), 0.0, width
+    for _ in range(6):
+        total += voxels * f * 12
+        voxels /= 2 ** len(patch)
+        f = min(f * 2, 320)
+    return batch * (total + np.prod(patch) * in_ch) * 4 / 1e9
+
+
+def _width_and_batch(fp: Any, patch: list[int], spacing: list[float], budget: DeviceBudget, measure: bool,
+                     reasons: dict[str, str]) -> tuple[int, int]:
+    dim = int(fp.dim)
+    pv = int(np.prod(patch))
+    batch = max(2, budget.step_voxels[dim] // pv)
+    total_voxels = sum(np.prod(c.shape) for c in fp.cases)
+    batch = int(max(2, min(batch, math.floor(0.05 * total_voxels / pv) or 2)))
+    why = [f"batch {batch} from the {budget.device} budget of {budget.step_voxels[dim]:,} voxels per step"]
+    width = budget.widths[0]
+    for width in budget.widths:
+        while batch > 2 and _activation_gb(patch, width, batch, fp.num_channels) > budget.memory_gb:
+            batch -= 1
+        fits_memory = _activation_gb(patch, width, batch, fp.num_channels) <= budget.memory_gb
+        if not measure:
+            if fits_memory:
+                break
+            continue
+        seconds = _measure_step(fp, patch, spacing, width, batch, budget.device)
+        why.append(f"width {width}: measured {seconds:.2f} s per step")
+        if fits_memory and seconds <= budget.step_seconds[dim]:
+            break
+    reasons["batch_size"] = "; ".join(why)
+    reasons["network"] = (
+        f"DynUNet (nnU-Net's) with {width} base filters: the widest that fits {budget.memory_gb:g} GB"
+        + (f" and {budget.step_seconds[dim]:g} s per step" if measure else "")
+    )
+    return width, batch
+
+
+def _measure_step(fp: Any, patch: list[int], spacing: list[float], width: int, batch: int, device: str) -> float:
+    """Seconds per training step (forward + backward + update) of a candidate network."""
+    import torch
+
+    from medsight.models import build_model
+
+    n_out = len(fp.regions) if fp.regions else len(fp.labels)
+    net = build_model("dynunet", spatial_dims=int(fp.dim), in_channels=int(fp.num_channels), out_channels=n_out,
+                      patch_size=patch, deep_supervision=False, spacing=spacing, base_filters=width,
+                      res_block=True).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    x = torch.randn(batch, int(fp.num_channels), *patch, device=device)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        opt.zero_grad()
+        net(x).float().mean().backward()
+        opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(min(times[1:]))
+
+
+def _summary(fp: Any) -> dict[str, Any]:
+    return {
+        "name": fp.name,
+        "num_train": fp.num_train,
+        "num_test": fp.num_test,
+        "dim": fp.dim,
+        "channels": {str(k): v for k, v in fp.channel_names.items()},
+        "median_shape": fp.median_shape,
+        "median_spacing": fp.median_spacing,
+        "anisotropy": round(float(fp.anisotropy), 3),
+        "classes": {c.name: round(c.fraction_present, 3) for c in fp.classes},
+        "issues": len(fp.issues),
+    }

@@ -1,0 +1,167 @@
+"""Segmentation end to end: plan -> preprocess once -> train -> evaluate -> report; and inference."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from medsight.data.reading import CaseData, read_case
+from medsight.data.spec import Case, DatasetSpec
+from medsight.errors import DataError
+from medsight.metrics import MetricTable
+from medsight.planning.plan import Plan
+from medsight.runs import Run
+from medsight.tasks.base import Prediction
+from medsight.tasks.segment.sampler import default_workers, patch_loader
+from medsight.tasks.segment.task import SegmentTask
+from medsight.transforms.segmentation import Preprocessed, preprocess
+from medsight.utils import cpu_count
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_VAL_CASES = 50
+LCC_MIN_GAIN = 0.002  # mean Dice gain that switches largest-component post-processing on
+N_OVERLAYS = 3
+
+
+def parallel_map(fn: Callable[[Case], T], items: Iterable[Case]) -> list[T]:
+    """Map over cases with a thread pool sized from the core count (I/O and numpy release the GIL)."""
+    with ThreadPoolExecutor(max_workers=max(1, cpu_count())) as pool:
+        return list(pool.map(fn, items))
+
+
+def preprocess_cases(spec: DatasetSpec, cases: list[Case], plan: Plan) -> list[Preprocessed]:
+    """Read and preprocess cases once; training never reads a file again."""
+
+    def one(case: Case) -> Preprocessed:
+        data = read_case(spec, case)
+        return preprocess(data.image, data.label, plan, case.case_id)
+
+    return parallel_map(one, cases)
+
+
+def fit(run: Run, spec: DatasetSpec, train_cases: list[Case], val_cases: list[Case]) -> SegmentTask:
+    """Train the run's model on ``train_cases``, validating on ``val_cases``; checkpoints in the run."""
+    from medsight.engine import Trainer
+
+    config, plan = run.config, run.plan
+    task = SegmentTask(plan, config.train)
+    trainer = Trainer(task, config.train, run.path)
+    model = task.build_model(plan)
+    log.info("preprocessing %d training and %d validation cases", len(train_cases), len(val_cases))
+    train_pre = preprocess_cases(spec, train_cases, plan)
+    val_pre = preprocess_cases(spec, val_cases[:MAX_VAL_CASES], plan) if val_cases else None
+    loader = patch_loader(train_pre, plan, config.train.seed, default_workers(config.data.num_workers))
+    trainer.fit(model, loader, val_pre)
+    return task
+
+
+def load_model(run: Run, device: str | torch.device = "cpu") -> tuple[SegmentTask, torch.nn.Module]:
+    """The run's task and its best (else last) weights, in eval mode on ``device``."""
+    from medsight.engine import load_model_weights
+
+    task = SegmentTask(run.plan, run.config.train)
+    model = task.build_model(run.plan)
+    load_model_weights(model, run.checkpoint)
+    return task, model.to(device).eval()
+
+
+def predict_cases(task: SegmentTask, model: torch.nn.Module, spec: DatasetSpec, cases: list[Case],
+                  on_case: Callable[[Prediction, CaseData], None]) -> None:
+    """Predict each case in its original geometry and hand (prediction, case data) to ``on_case``."""
+    with torch.inference_mode():
+        for case in cases:
+            data = read_case(spec, case)
+            on_case(task.predict(model, data), data)
+
+
+def evaluate_cases(run: Run, spec: DatasetSpec, cases: list[Case], split: str,
+                   choose_postprocessing: bool = False) -> dict[str, Any]:
+    """Predict and score ``cases``; write eval/<split>/ (per-case CSV, summary, overlays).
+
+    With ``choose_postprocessing``, largest-connected-component post-processing is switched on in
+    the plan when it raises the mean Dice by at least LCC_MIN_GAIN on these cases.
+    """
+    from medsight.tasks.segment.task import largest_components
+
+    labelled = [c for c in cases if c.label is not None]
+    if not labelled:
+        raise DataError(f"split {split!r} of {spec.name}: no case has a reference label to evaluate against")
+    task, model = load_model(run)
+    task.plan = task.plan.model_copy(update={"postprocess_lcc": False})
+    rows, rows_lcc, overlays = [], [], []
+
+    def on_case(pred: Prediction, data: CaseData) -> None:
+        rows.extend(task.case_rows(pred, data))
+        if choose_postprocessing:
+            cleaned = pred.output.with_array(largest_components(pred.output.array, run.plan.label_values[1:]))
+            rows_lcc.extend(task.case_rows(Prediction(pred.case_id, cleaned, pred.probabilities), data))
+        overlays.append(_overlay_candidate(pred, data))
+
+    predict_cases(task, model, spec, labelled, on_case)
+    if choose_postprocessing:
+        before, after = _mean_dice(rows), _mean_dice(rows_lcc)
+        use = after >= before + LCC_MIN_GAIN
+        reason = f"validation Dice {before:.4f} without, {after:.4f} with the largest component only"
+        run.save_plan(run.plan.model_copy(update={
+            "postprocess_lcc": use, "reasons": {**run.plan.reasons, "postprocess_lcc": reason}}))
+        rows = rows_lcc if use else rows
+    table = MetricTable(rows=rows, keys=["case_id", "class"], info={"split": split, "cases": len(labelled)})
+    out = run.eval_dir(split)
+    summary = table.write(out)
+    _write_overlays(overlays, rows, out / "overlays")
+    return summary
+
+
+def _mean_dice(rows: list[dict[str, Any]]) -> float:
+    vals = [float(r["dice"]) for r in rows if np.isfinite(float(r["dice"]))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _overlay_candidate(pred: Prediction, data: CaseData) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """A 2D view (image, reference, prediction) of a case: the slice with most foreground in 3D."""
+    from medsight.report.plots import middle_slice
+
+    image, ref, out = data.image.array, data.label.array[0], pred.output.array[0]
+    if image.ndim == 4:
+        k = middle_slice((ref > 0) | (out > 0), axis=-1)
+        return pred.case_id, image[0, ..., k], ref[..., k], out[..., k]
+    view = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
+    return pred.case_id, view, ref, out
+
+
+def _write_overlays(candidates: list[tuple], rows: list[dict[str, Any]], folder: Path) -> None:
+    from medsight.report.plots import save_overlay
+
+    dice: dict[str, list[float]] = {}
+    for r in rows:
+        dice.setdefault(str(r["case_id"]), []).append(float(r["dice"]))
+    score = {k: float(np.nanmean(v)) if np.isfinite(v).any() else 0.0 for k, v in dice.items()}
+    ranked = sorted(candidates, key=lambda c: score.get(c[0], 0.0))
+    picks = [("worst", c) for c in ranked[:N_OVERLAYS]]
+    picks += [("best", c) for c in ranked[::-1][:N_OVERLAYS] if c not in ranked[:N_OVERLAYS]]
+    for kind, (case_id, image, ref, out) in picks:
+        save_overlay(image, ref, out, folder / f"{kind}-{case_id}.png",
+                     title=f"{kind}: {case_id} (Dice {score.get(case_id, float('nan')):.3f})")
+
+
+def train_segmentation(run: Run, spec: DatasetSpec, folds: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Train one fold (or all cases), then evaluate the validation cases and choose post-processing."""
+    by_id = {c.case_id: c for c in spec.train}
+    fold = run.config.data.fold
+    if fold == "all":
+        train_ids, val_ids = list(by_id), []
+    else:
+        if not 0 <= int(fold) < len(folds):
+            raise DataError(f"data.fold: expected 0..{len(folds) - 1} or 'all', got {fold}")
+        train_ids, val_ids = folds[int(fold)]["train"], folds[int(fold)]["val"]
+    fit(run, spec, [by_id[i] for i in train_ids], [by_id[i] for i in val_ids])
+    if not val_ids:
+        return {}
+    return evaluate_cases(run, spec, [by_id[i] for i in val_ids], "val", choose_postprocessing=True)

@@ -1,0 +1,180 @@
+"""The segmentation task: U-Net family networks, Dice + CE (or focal) loss, deep supervision,
+region-based training for nested labels, sliding-window inference with flip TTA, metrics per class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsight.config import TrainConfig
+from medsight.data.reading import CaseData
+from medsight.engine.inference import predict_with_deep_supervision_head, sliding_window_predict
+from medsight.metrics import MetricTable, case_metrics, pixel_metrics
+from medsight.planning.plan import Plan
+from medsight.tasks import TASKS
+from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
+from medsight.transforms.segmentation import Preprocessed, preprocess, regions_to_labels, restore
+
+MAX_AUC_PIXELS = 4_000_000  # above this, the probability map is not kept for AUC (memory)
+
+
+@TASKS.register("segment")
+class SegmentTask:
+    """Implements the Task contract for 2D and 3D semantic segmentation."""
+
+    name = "segment"
+    monitor = "val_dice"
+    monitor_mode = "max"
+
+    def __init__(self, plan: Plan, train_config: TrainConfig | None = None) -> None:
+        self.plan = plan
+        self.train_config = train_config or TrainConfig()
+        self.loss_fn = self._build_loss()
+
+    # ------------------------------------------------------------------ model and optimisation
+    def build_model(self, plan: Plan | None = None) -> nn.Module:
+        from medsight.models import build_model
+
+        plan = plan or self.plan
+        return build_model(plan.network, spatial_dims=plan.dim, in_channels=plan.in_channels,
+                           out_channels=plan.out_channels, patch_size=plan.patch_size,
+                           deep_supervision=plan.deep_supervision, **plan.network_kwargs)
+
+    def configure_optimizers(self, model: nn.Module) -> Optimizers:
+        from medsight.engine import build_optimizer
+
+        return build_optimizer(model, self.train_config)
+
+    def _build_loss(self) -> nn.Module:
+        from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceFocalLoss
+
+        region = self.plan.regions is not None
+        cls = DiceFocalLoss if self.plan.loss == "dice_focal" else DiceCELoss
+        kwargs: dict[str, Any] = {"sigmoid": True} if region else {"softmax": True, "to_onehot_y": True}
+        base = cls(batch=True, smooth_nr=1e-5, smooth_dr=1e-5, **kwargs)
+        return DeepSupervisionLoss(base, weight_mode="exp") if self.plan.deep_supervision else base
+
+    # ------------------------------------------------------------------ train / validate
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor], step: StepContext) -> StepOutput:
+        image = batch["image"].to(step.device, non_blocking=True)
+        label = batch["label"].to(step.device, non_blocking=True)
+        with step.autocast():
+            out = model(image)
+            if self.plan.deep_supervision and out.dim() == image.dim() + 1:
+                out = list(torch.unbind(out, dim=1))
+            loss = self.loss_fn(out, label)
+        return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
+
+    def validation_step(self, model: nn.Module, batch: Preprocessed) -> dict[str, torch.Tensor]:
+        """Dice per foreground class of one whole case, on the network's grid (no TTA)."""
+        device = next(model.parameters()).device
+        labels = self._predict_grid(model, batch.image, device, tta=False)
+        ref = batch.label[0]
+        if self.plan.regions:
+            masks = labels
+            targets = [np.isin(ref, v) for v in self.plan.regions.values()]
+            pairs = [(masks[i] > 0, targets[i]) for i in range(len(targets))]
+        else:
+            pairs = [(labels[0] == v, ref == v) for v in self.plan.label_values[1:]]
+        dice = [_dice(p, r) for p, r in pairs]
+        return {"dice": torch.tensor(dice, dtype=torch.float64)}
+
+    def aggregate_validation(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        per_class = torch.stack([o["dice"] for o in outputs]).nanmean(dim=0)
+        logs = {"val_dice": float(per_class.nanmean())}
+        names = self.plan.class_names if self.plan.regions else self.plan.class_names[1:]
+        logs.update({f"val_dice_{n}": float(v) for n, v in zip(names, per_class, strict=True)})
+        return logs
+
+    # ------------------------------------------------------------------ inference
+    def _predict_grid(self, model: nn.Module, image: np.ndarray, device: torch.device, *, tta: bool,
+                      probabilities: bool = False) -> Any:
+        x = torch.from_numpy(image)
+        region = self.plan.regions is not None
+        out = sliding_window_predict(
+            _HeadOnly(model), x, patch_size=self.plan.patch_size, out_channels=self.plan.out_channels,
+            overlap=self.plan.sliding_window_overlap, tta_flips=tta,
+            activation="sigmoid" if region else "softmax", device=device,
+            output="probabilities" if probabilities else "labels",
+        )
+        return out if probabilities else out.numpy()
+
+    def predict(self, model: nn.Module, sample: CaseData) -> Prediction:
+        """Segment one case (read with medsight.data.read_case) in its original geometry."""
+        device = next(model.parameters()).device
+        pre = preprocess(sample.image, None, self.plan, sample.case.case_id)
+        probs = self._predict_grid(model, pre.image, device, tta=self.plan.tta, probabilities=True)
+        region = self.plan.regions is not None
+        full = restore(probs, pre, background=0.0 if region else 1.0)
+        labels = self._to_label_map(full)
+        if self.plan.postprocess_lcc:
+            labels = largest_components(labels, self.plan.label_values[1:])
+        keep = full if full[0].numel() <= MAX_AUC_PIXELS else None
+        fg = None if keep is None or region or keep.shape[0] != 2 else keep[1].numpy().astype(np.float32)
+        output = sample.image.with_array(labels[None], kind="label")
+        return Prediction(case_id=sample.case.case_id, output=output, probabilities=fg)
+
+    def _to_label_map(self, probs: torch.Tensor) -> np.ndarray:
+        if self.plan.regions:
+            return regions_to_labels((probs > 0.5).numpy(), self.plan.regions)
+        index = probs.argmax(dim=0).numpy()
+        lut = np.asarray(self.plan.label_values, dtype=np.int64)
+        out = lut[index]
+        return out.astype(np.uint8 if out.max(initial=0) < 256 else np.int16)
+
+    # ------------------------------------------------------------------ evaluation
+    def classes(self) -> dict[str, Any]:
+        if self.plan.regions:
+            return dict(self.plan.regions)
+        return dict(zip(self.plan.class_names[1:], self.plan.label_values[1:], strict=True))
+
+    def evaluate(self, predictions: list[Prediction], references: list[CaseData]) -> MetricTable:
+        rows: list[dict[str, Any]] = []
+        for pred, ref in zip(predictions, references, strict=True):
+            rows += self.case_rows(pred, ref)
+        return MetricTable(rows=rows, keys=["case_id", "class"])
+
+    def case_rows(self, pred: Prediction, ref: CaseData) -> list[dict[str, Any]]:
+        """Metric rows of one case (one per class), with pixel metrics inside the ROI for binary 2D."""
+        if ref.label is None:
+            return []
+        roi = ref.roi.array[0] if ref.roi is not None else None
+        rows = case_metrics(pred.output.array[0], ref.label.array[0], self.classes(),
+                            spacing=ref.image.spacing, roi=roi)
+        if pred.probabilities is not None and len(rows) == 1:
+            pix = pixel_metrics(pred.probabilities, ref.label.array[0] == self.plan.label_values[1], roi=roi)
+            rows[0].update({f"pixel_{k}": v for k, v in pix.items()})
+        return [{"case_id": pred.case_id, **r} for r in rows]
+
+
+class _HeadOnly(nn.Module):
+    """Eval-mode view of a network that keeps only the full-resolution head."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return predict_with_deep_supervision_head(self.net(x))
+
+
+def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    denom = pred.sum() + ref.sum()
+    return float("nan") if denom == 0 else float(2 * np.logical_and(pred, ref).sum() / denom)
+
+
+def largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray:
+    """Keep only the largest connected component of each foreground value."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for v in values:
+        comp, n = ndimage.label(labels == v)
+        if n > 1:
+            sizes = ndimage.sum_labels(np.ones_like(comp), comp, index=range(1, n + 1))
+            out[(comp > 0) & (comp != int(np.argmax(sizes)) + 1)] = 0
+    return out

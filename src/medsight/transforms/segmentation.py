@@ -1,0 +1,156 @@
+"""Segmentation preprocessing (done once per case) and its inverse, plus the augmentation preset.
+
+``preprocess`` crops a volume to its non-zero region, resamples it to the plan's spacing and
+normalises each channel as planned. ``restore`` takes the network's probabilities back to the
+input's original grid, so predictions are written in the input's geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsight.errors import DataError
+from medsight.io import Image
+from medsight.planning.plan import ChannelNorm, Plan
+
+
+@dataclass
+class Preprocessed:
+    """One case on the network's grid, and what is needed to map a prediction back."""
+
+    case_id: str
+    image: np.ndarray  # float32 (C, *spatial)
+    label: np.ndarray | None  # uint8/int16 (1, *spatial) in label values
+    original_shape: tuple[int, ...]
+    bbox: tuple[slice, ...]  # the crop inside the original grid
+    cropped_shape: tuple[int, ...]
+
+
+def nonzero_bbox(array: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of voxels non-zero in any channel of ``(C, *spatial)`` (everything when all zero)."""
+    mask = np.any(array != 0, axis=0)
+    if not mask.any():
+        return tuple(slice(0, s) for s in mask.shape)
+    out = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
+
+
+def resample_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: list[float]) -> tuple[int, ...]:
+    return tuple(max(1, round(s * sp / t)) for s, sp, t in zip(shape, spacing, target, strict=True))
+
+
+def resize(array: np.ndarray | torch.Tensor, shape: tuple[int, ...], *, labels: bool = False) -> torch.Tensor:
+    """Resize ``(C, *spatial)`` to ``shape``: linear for intensities, nearest for label maps."""
+    t = torch.as_tensor(array)
+    if tuple(t.shape[1:]) == tuple(shape):
+        return t
+    mode = "nearest-exact" if labels else ("bilinear" if len(shape) == 2 else "trilinear")
+    src = t[None].float()
+    kwargs: dict[str, Any] = {} if labels else {"align_corners": False}
+    out = F.interpolate(src, size=tuple(shape), mode=mode, **kwargs)[0]
+    return out.to(t.dtype) if labels else out
+
+
+def normalize(image: np.ndarray, norms: list[ChannelNorm]) -> np.ndarray:
+    """Normalise each channel of ``(C, *spatial)`` as the plan says (float32 out)."""
+    if image.shape[0] != len(norms):
+        raise DataError(f"image has {image.shape[0]} channels, the plan expects {len(norms)}")
+    out = np.empty(image.shape, dtype=np.float32)
+    for c, norm in enumerate(norms):
+        x = image[c].astype(np.float32)
+        if norm.scheme == "ct":
+            x = np.clip(x, norm.clip_low, norm.clip_high)
+            x = (x - norm.mean) / norm.std
+        elif norm.scheme == "rgb":
+            x = (x / 255.0 - norm.mean) / norm.std
+        elif norm.scheme == "zscore":
+            mask = x != 0 if norm.use_mask else np.ones(x.shape, dtype=bool)
+            vals = x[mask] if mask.any() else x
+            x = (x - vals.mean()) / max(float(vals.std()), 1e-8)
+            if norm.use_mask:
+                x[~mask] = 0
+        out[c] = x
+    return out
+
+
+def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "") -> Preprocessed:
+    """Crop (3D: to the non-zero region), resample to the plan's spacing and normalise one case."""
+    if image.ndim != plan.dim:
+        raise DataError(f"{case_id}: image is {image.ndim}D, the plan was made for {plan.dim}D data")
+    if image.channels != plan.in_channels:
+        raise DataError(f"{case_id}: image has {image.channels} channels, the plan expects {plan.in_channels}")
+    arr = image.array
+    bbox = nonzero_bbox(arr) if plan.dim == 3 else tuple(slice(0, s) for s in image.shape)
+    cropped = arr[(slice(None), *bbox)]
+    target = resample_shape(cropped.shape[1:], image.spacing, plan.target_spacing)
+    norm = normalize(cropped, plan.normalization)
+    img = resize(norm, target).numpy().astype(np.float32)
+    lab = None
+    if label is not None:
+        lab_crop = label.array[(slice(None), *bbox)]
+        lab = resize(lab_crop.astype(np.int16), target, labels=True).numpy()
+        lab = lab.astype(np.uint8) if lab.max(initial=0) < 256 and lab.min(initial=0) >= 0 else lab
+    return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]))
+
+
+def restore(probabilities: torch.Tensor, pre: Preprocessed, *, background: float = 1.0) -> torch.Tensor:
+    """Probabilities ``(C, *net_grid)`` -> ``(C, *original)``: resize to the crop, pad the rest.
+
+    Outside the crop, channel 0 gets ``background`` (1 for softmax outputs, 0 for sigmoid regions).
+    """
+    probs = resize(probabilities.float(), pre.cropped_shape)
+    full = torch.zeros((probs.shape[0], *pre.original_shape), dtype=probs.dtype)
+    full[0] = background
+    full[(slice(None), *pre.bbox)] = probs
+    return full
+
+
+def regions_to_labels(masks: np.ndarray, regions: dict[str, list[int]]) -> np.ndarray:
+    """Binary region masks ``(R, *spatial)`` -> a label map, for nested regions (BraTS-style).
+
+    Regions are painted from the largest label set to the smallest; each paints the value that it
+    has and the next smaller region lacks (WT [1,2,4] -> 2, TC [1,4] -> 1, ET [4] -> 4).
+    """
+    order = sorted(range(len(regions)), key=lambda i: -len(list(regions.values())[i]))
+    sets = [set(list(regions.values())[i]) for i in order]
+    out = np.zeros(masks.shape[1:], dtype=np.uint8)
+    for k, idx in enumerate(order):
+        rest = sets[k] - (sets[k + 1] if k + 1 < len(sets) else set())
+        value = min(rest) if rest else min(sets[k])
+        out[masks[idx] > 0] = value
+    return out
+
+
+def labels_to_regions(label: np.ndarray, regions: dict[str, list[int]]) -> np.ndarray:
+    """A label map ``(1, *spatial)`` -> binary region targets ``(R, *spatial)`` (float32)."""
+    return np.concatenate([np.isin(label, values) for values in regions.values()], axis=0).astype(np.float32)
+
+
+def augmentation(plan: Plan, seed: int = 0) -> Any:
+    """nnU-Net-like augmentation from MONAI, applied to ``{"image", "label"}`` patches (plain tensors)."""
+    from monai import transforms as T
+
+    keys = ["image", "label"]
+    spatial_axes = list(range(plan.dim))
+    ops = [
+        T.RandAffined(keys, prob=0.2, rotate_range=[0.26] * (1 if plan.dim == 2 else 3), scale_range=[0.15] * plan.dim,
+                      mode=("bilinear", "nearest"), padding_mode="reflection"),
+        T.RandGaussianNoised(["image"], prob=0.1, std=0.1),
+        T.RandGaussianSmoothd(["image"], prob=0.1, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        T.RandScaleIntensityd(["image"], factors=0.25, prob=0.15),
+        T.RandShiftIntensityd(["image"], offsets=0.1, prob=0.15),
+        T.RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=0.15),
+    ] + [T.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in spatial_axes]
+    if plan.dim == 2 and plan.patch_size[0] == plan.patch_size[1]:
+        ops.append(T.RandRotate90d(keys, prob=0.5, spatial_axes=(0, 1)))
+    compose = T.Compose(ops)
+    compose.set_random_state(seed=seed)
+    return compose

@@ -1,0 +1,75 @@
+"""Planning from a fingerprint: spacing, normalisation, patch size, batch, overrides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsight.data.fingerprint import CaseFingerprint, ClassStats, Fingerprint, IntensityStats
+from medsight.errors import ConfigError
+from medsight.planning import CPU_BUDGET, plan_segmentation
+
+
+def _fingerprint(dim: int, shapes: list[list[int]], spacings: list[list[float]], modality: str = "MR",
+                 channels: int = 1) -> Fingerprint:
+    stats = IntensityStats(mean=40.0, std=100.0, median=30.0, min=-1000.0, max=2000.0, percentile_00_5=-900.0,
+                           percentile_99_5=1500.0, n_samples=1000)
+    cases = [CaseFingerprint(case_id=f"c{i}", shape=s, spacing=sp, channels=channels, cropped_shape=s,
+                             class_voxels={0: 100, 1: 10}) for i, (s, sp) in enumerate(zip(shapes, spacings, strict=True))]
+    arr_sp = np.array(spacings)
+    return Fingerprint(
+        name="synthetic", dim=dim, num_train=len(cases), num_test=0, num_channels=channels,
+        channel_names={c: modality for c in range(channels)}, modality={c: modality for c in range(channels)},
+        labels={"background": 0, "organ": 1}, median_shape=list(np.median(shapes, axis=0)),
+        min_shape=list(np.min(shapes, axis=0)), max_shape=list(np.max(shapes, axis=0)),
+        median_spacing=list(np.median(arr_sp, axis=0)), anisotropy=float(arr_sp.max() / arr_sp.min()),
+        intensity={c: stats for c in range(channels)}, intensity_source="foreground",
+        classes=[ClassStats(name="organ", value=1, cases_present=len(cases), fraction_present=1.0,
+                            mean_voxel_fraction=0.1)], cases=cases, issues=[])
+
+
+def test_anisotropic_ct_volume_gets_tenth_percentile_spacing_and_ct_normalisation() -> None:
+    spacings = [[0.8, 0.8, s] for s in (2.5, 3.0, 5.0, 5.0, 5.0)]
+    fp = _fingerprint(3, [[64, 64, 20]] * 5, spacings, modality="CT")
+    plan = plan_segmentation(fp, measure=False)
+    assert plan.target_spacing[2] == pytest.approx(np.percentile([2.5, 3.0, 5.0, 5.0, 5.0], 10))
+    assert plan.normalization[0].scheme == "ct"
+    assert plan.normalization[0].clip_low == -900.0 and plan.normalization[0].clip_high == 1500.0
+    assert "anisotropic" in plan.reasons["target_spacing"]
+    assert plan.dim == 3 and len(plan.patch_size) == 3
+
+
+def test_large_volume_is_coarsened_and_patch_fits_cpu_budget() -> None:
+    fp = _fingerprint(3, [[240, 240, 155]] * 3, [[1.0, 1.0, 1.0]] * 3)
+    plan = plan_segmentation(fp, measure=False)
+    assert min(plan.target_spacing) > 1.0  # 240x240x155 does not fit the CPU case budget at 1 mm
+    assert np.prod(plan.patch_size) <= CPU_BUDGET.patch_voxels[3] * 1.01
+    assert plan.normalization[0].scheme == "zscore"
+    assert plan.batch_size >= 2
+
+
+def test_2d_rgb_plan_keeps_resolution_and_scales_rgb() -> None:
+    fp = _fingerprint(2, [[584, 565]] * 4, [[1.0, 1.0]] * 4, modality="RGB", channels=3)
+    plan = plan_segmentation(fp, measure=False)
+    assert plan.target_spacing == [1.0, 1.0]
+    assert all(n.scheme == "rgb" for n in plan.normalization)
+    assert plan.in_channels == 3 and plan.out_channels == 2
+    assert all(p % 16 == 0 for p in plan.patch_size)
+    assert np.prod(plan.patch_size) <= CPU_BUDGET.patch_voxels[2]
+
+
+def test_measured_planning_records_step_times() -> None:
+    fp = _fingerprint(2, [[64, 64]] * 4, [[1.0, 1.0]] * 4)
+    plan = plan_segmentation(fp, measure=True)
+    assert "s per step" in plan.reasons["batch_size"]
+
+
+def test_overrides_apply_and_unknown_field_is_named() -> None:
+    fp = _fingerprint(2, [[64, 64]] * 4, [[1.0, 1.0]] * 4)
+    plan = plan_segmentation(fp, measure=False).with_overrides({"batch_size": 3, "tta": False})
+    assert plan.batch_size == 3 and plan.tta is False
+    assert plan.reasons["batch_size"] == "set by the user"
+    with pytest.raises(ConfigError, match="plan.patch_sise.*did you mean 'patch_size'"):
+        plan.with_overrides({"patch_sise": [32, 32]})
+    with pytest.raises(ConfigError, match="plan.batch_size"):
+        plan.with_overrides({"batch_size": "many"})
