@@ -30,8 +30,9 @@ def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> 
     spec = load_dataset(dataset)
     fp = fingerprint_dataset(spec, cache_dir=config.data.cache_dir)
     raise_on_issues(fp.data_issues)
-    plan = plan_dataset(fp, task=config.task, device=config.train.device, measure=measure,
-                        overrides=config.plan)
+    plan = plan_dataset(
+        fp, task=config.task, device=config.train.device, measure=measure, overrides=config.plan
+    )
     return spec, fp, plan
 
 
@@ -96,7 +97,9 @@ def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, 
     return load_config(config, overrides, **defaults)
 
 
-def predict(run_dir: str | Path, input: str | Path, output: str | Path, *, tta: bool | None = None) -> list[Path]:
+def predict(
+    run_dir: str | Path, input: str | Path, output: str | Path, *, tta: bool | None = None
+) -> list[Path]:
     """Segment every image under ``input`` and write label maps into ``output`` in the input's
     geometry and format (DICOM series in -> NIfTI out). Returns the written paths."""
     from medsight.tasks.segment.predictor import Predictor
@@ -163,7 +166,17 @@ def _folder_spec(run: Run, images: Path, labels: Path) -> Any:
         if case_id not in label_files:
             raise DataError(f"{labels}: no label file for case {case_id!r} (looked for {case_id}.*)")
         cases.append(Case(case_id=case_id, images=tuple(files), label=label_files[case_id]))
-    names = dict(zip(run.plan.class_names, run.plan.label_values, strict=False)) if not run.plan.regions else {
-        f"label_{v}": v for v in run.plan.label_values}
-    return DatasetSpec(name=images.name, root=images, train=cases, test=[], channel_names={
-        i: f"channel_{i}" for i in range(run.plan.in_channels)}, labels=names, file_ending="")
+    names = (
+        dict(zip(run.plan.class_names, run.plan.label_values, strict=False))
+        if not run.plan.regions
+        else {f"label_{v}": v for v in run.plan.label_values}
+    )
+    return DatasetSpec(
+        name=images.name,
+        root=images,
+        train=cases,
+        test=[],
+        channel_names={i: f"channel_{i}" for i in range(run.plan.in_channels)},
+        labels=names,
+        file_ending="",
+    )

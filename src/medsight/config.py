@@ -24,10 +24,13 @@ class DataConfig(_Strict):
     """Where the data is and how it is split."""
 
     dataset: str = ""
-    fold: int | Literal["all"] = Field(default=0, description="Validation fold, or 'all' to train on every case.")
+    fold: int | Literal["all"] = Field(
+        default=0, description="Validation fold, or 'all' to train on every case."
+    )
     num_folds: int = 5
     val_fraction: float | None = Field(
-        default=None, description="Use a single random split with this validation fraction instead of k folds."
+        default=None,
+        description="Use a single random split with this validation fraction instead of k folds.",
     )
     cache_dir: str | None = None
     num_workers: int | None = Field(default=None, description="None: chosen from the number of cores.")

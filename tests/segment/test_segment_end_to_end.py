@@ -15,20 +15,27 @@ from medsight.data import load_dataset, make_phantom_dataset
 from medsight.io import read_image
 from medsight.runs import open_run
 
-QUICK = ["train.max_iterations=4", "train.iterations_per_epoch=2", "train.progress=false",
-         "plan.batch_size=2", "data.num_folds=2"]
+QUICK = [
+    "train.max_iterations=4",
+    "train.iterations_per_epoch=2",
+    "train.progress=false",
+    "plan.batch_size=2",
+    "data.num_folds=2",
+]
 
 
 @pytest.fixture(scope="module")
 def fundus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_phantom_dataset(tmp_path_factory.mktemp("data") / "fundus", kind="fundus2d", n_train=4,
-                                n_test=2, seed=3, size=64)
+    return make_phantom_dataset(
+        tmp_path_factory.mktemp("data") / "fundus", kind="fundus2d", n_train=4, n_test=2, seed=3, size=64
+    )
 
 
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_phantom_dataset(tmp_path_factory.mktemp("data") / "brain", kind="brain3d", n_train=4,
-                                n_test=1, seed=3, size=32)
+    return make_phantom_dataset(
+        tmp_path_factory.mktemp("data") / "brain", kind="brain3d", n_train=4, n_test=1, seed=3, size=32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +49,18 @@ def _group(summary: dict) -> str:
 
 
 def test_run_folder_has_every_artefact(fundus_run: Path) -> None:
-    for name in ("config.yaml", "plan.json", "env.json", "splits.json", "metrics.jsonl", "report.html",
-                 "checkpoints/last.pt", "checkpoints/best.pt", "eval/val/per_case.csv", "eval/val/summary.json"):
+    for name in (
+        "config.yaml",
+        "plan.json",
+        "env.json",
+        "splits.json",
+        "metrics.jsonl",
+        "report.html",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "eval/val/per_case.csv",
+        "eval/val/summary.json",
+    ):
         assert (fundus_run / name).is_file(), name
     plan = json.loads((fundus_run / "plan.json").read_text())
     assert plan["dim"] == 2 and plan["in_channels"] == 3
@@ -93,8 +110,13 @@ def test_3d_region_based_training_and_nifti_geometry(brain: Path, tmp_path: Path
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medsight.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "medsight.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def test_cli_train_predict_evaluate(fundus: Path, tmp_path: Path) -> None:
@@ -103,7 +125,9 @@ def test_cli_train_predict_evaluate(fundus: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     run = Path(res.stdout.split("run: ")[1].splitlines()[0])
     assert open_run(run).config.data.fold == 1
-    res = _cli("predict", "--run", str(run), "--input", str(fundus / "imagesTs"), "--output", str(tmp_path / "p"))
+    res = _cli(
+        "predict", "--run", str(run), "--input", str(fundus / "imagesTs"), "--output", str(tmp_path / "p")
+    )
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "p").iterdir())) == 2
     res = _cli("evaluate", "--run", str(run), "--split", "test")

@@ -10,22 +10,55 @@ from medsight.errors import ConfigError
 from medsight.planning import CPU_BUDGET, plan_segmentation
 
 
-def _fingerprint(dim: int, shapes: list[list[int]], spacings: list[list[float]], modality: str = "MR",
-                 channels: int = 1) -> Fingerprint:
-    stats = IntensityStats(mean=40.0, std=100.0, median=30.0, min=-1000.0, max=2000.0, percentile_00_5=-900.0,
-                           percentile_99_5=1500.0, n_samples=1000)
-    cases = [CaseFingerprint(case_id=f"c{i}", shape=s, spacing=sp, channels=channels, cropped_shape=s,
-                             class_voxels={0: 100, 1: 10}) for i, (s, sp) in enumerate(zip(shapes, spacings, strict=True))]
+def _fingerprint(
+    dim: int, shapes: list[list[int]], spacings: list[list[float]], modality: str = "MR", channels: int = 1
+) -> Fingerprint:
+    stats = IntensityStats(
+        mean=40.0,
+        std=100.0,
+        median=30.0,
+        min=-1000.0,
+        max=2000.0,
+        percentile_00_5=-900.0,
+        percentile_99_5=1500.0,
+        n_samples=1000,
+    )
+    cases = [
+        CaseFingerprint(
+            case_id=f"c{i}",
+            shape=s,
+            spacing=sp,
+            channels=channels,
+            cropped_shape=s,
+            class_voxels={0: 100, 1: 10},
+        )
+        for i, (s, sp) in enumerate(zip(shapes, spacings, strict=True))
+    ]
     arr_sp = np.array(spacings)
     return Fingerprint(
-        name="synthetic", dim=dim, num_train=len(cases), num_test=0, num_channels=channels,
-        channel_names={c: modality for c in range(channels)}, modality={c: modality for c in range(channels)},
-        labels={"background": 0, "organ": 1}, median_shape=list(np.median(shapes, axis=0)),
-        min_shape=list(np.min(shapes, axis=0)), max_shape=list(np.max(shapes, axis=0)),
-        median_spacing=list(np.median(arr_sp, axis=0)), anisotropy=float(arr_sp.max() / arr_sp.min()),
-        intensity={c: stats for c in range(channels)}, intensity_source="foreground",
-        classes=[ClassStats(name="organ", value=1, cases_present=len(cases), fraction_present=1.0,
-                            mean_voxel_fraction=0.1)], cases=cases, issues=[])
+        name="synthetic",
+        dim=dim,
+        num_train=len(cases),
+        num_test=0,
+        num_channels=channels,
+        channel_names={c: modality for c in range(channels)},
+        modality={c: modality for c in range(channels)},
+        labels={"background": 0, "organ": 1},
+        median_shape=list(np.median(shapes, axis=0)),
+        min_shape=list(np.min(shapes, axis=0)),
+        max_shape=list(np.max(shapes, axis=0)),
+        median_spacing=list(np.median(arr_sp, axis=0)),
+        anisotropy=float(arr_sp.max() / arr_sp.min()),
+        intensity={c: stats for c in range(channels)},
+        intensity_source="foreground",
+        classes=[
+            ClassStats(
+                name="organ", value=1, cases_present=len(cases), fraction_present=1.0, mean_voxel_fraction=0.1
+            )
+        ],
+        cases=cases,
+        issues=[],
+    )
 
 
 def test_anisotropic_ct_volume_gets_tenth_percentile_spacing_and_ct_normalisation() -> None:

@@ -18,9 +18,17 @@ from medsight.transforms.segmentation import (
 
 
 def _plan(**kw) -> Plan:
-    base = dict(dim=3, in_channels=1, class_names=["background", "a"], label_values=[0, 1],
-                target_spacing=[2.0, 2.0, 2.0], normalization=[ChannelNorm(scheme="zscore", use_mask=True)],
-                patch_size=[16, 16, 16], batch_size=2, augment=False)
+    base = dict(
+        dim=3,
+        in_channels=1,
+        class_names=["background", "a"],
+        label_values=[0, 1],
+        target_spacing=[2.0, 2.0, 2.0],
+        normalization=[ChannelNorm(scheme="zscore", use_mask=True)],
+        patch_size=[16, 16, 16],
+        batch_size=2,
+        augment=False,
+    )
     base.update(kw)
     return Plan(**base)
 
@@ -74,8 +82,14 @@ def test_patch_stream_oversamples_foreground() -> None:
     lab = np.zeros((1, 64, 64), dtype=np.uint8)
     lab[0, 60:63, 60:63] = 1  # a tiny structure in a corner
     pre = Preprocessed("c", img, lab, (64, 64), (slice(0, 64), slice(0, 64)), (64, 64))
-    plan = _plan(dim=2, target_spacing=[1.0, 1.0], patch_size=[16, 16], batch_size=8,
-                 normalization=[ChannelNorm(scheme="none")], foreground_oversample=1.0)
+    plan = _plan(
+        dim=2,
+        target_spacing=[1.0, 1.0],
+        patch_size=[16, 16],
+        batch_size=8,
+        normalization=[ChannelNorm(scheme="none")],
+        foreground_oversample=1.0,
+    )
     batch = next(iter(PatchDataset([pre], plan, seed=0)))
     assert batch["image"].shape == (8, 1, 16, 16) and batch["label"].shape == (8, 1, 16, 16)
     assert all(batch["label"][i].sum() > 0 for i in range(8))

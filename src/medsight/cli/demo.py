@@ -13,7 +13,8 @@ def run_demo(out: Path, time_budget: str = "3m", seed: int = 0) -> Path:
     data = Path(out) / "demo-data" / "fundus-phantom"
     if not (data / "dataset.json").is_file():
         make_phantom_dataset(data, kind="fundus2d", n_train=16, n_test=4, seed=seed)
-    run = api.train(data, overrides=[f"train.time_budget={time_budget}", f"train.seed={seed}", "data.fold=0"],
-                    out=out)
+    run = api.train(
+        data, overrides=[f"train.time_budget={time_budget}", f"train.seed={seed}", "data.fold=0"], out=out
+    )
     api.evaluate(run, split="test")
     return run / "report.html"

@@ -14,19 +14,29 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="medsight: deep learning for medical image analysis.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="medsight: deep learning for medical image analysis.",
+)
 _STATE = {"debug": False}
 
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: train.epochs=50")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config field: train.epochs=50")
+]
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
     _STATE["debug"] = debug
-    logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose or debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _echo_json(obj: Any) -> None:
@@ -35,7 +45,9 @@ def _echo_json(obj: Any) -> None:
 
 @app.command()
 def fingerprint(
-    dataset: Annotated[str, typer.Argument(help="MSD folder, CSV manifest or dataset name (medsight list datasets)")],
+    dataset: Annotated[
+        str, typer.Argument(help="MSD folder, CSV manifest or dataset name (medsight list datasets)")
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole fingerprint as JSON.")] = False,
 ) -> None:
     """What is in the data: shapes, spacings, intensities, classes, and every problem found."""
@@ -45,16 +57,22 @@ def fingerprint(
     if json_out:
         typer.echo(fp.to_json())
         return
-    typer.echo(f"dataset {fp.name}: {fp.num_train} training / {fp.num_test} test cases, {fp.dim}D, "
-               f"{fp.num_channels} channel(s) {fp.channel_names}")
+    typer.echo(
+        f"dataset {fp.name}: {fp.num_train} training / {fp.num_test} test cases, {fp.dim}D, "
+        f"{fp.num_channels} channel(s) {fp.channel_names}"
+    )
     typer.echo(f"  shape median {fp.median_shape} (min {fp.min_shape}, max {fp.max_shape})")
     typer.echo(f"  spacing median {fp.median_spacing}, anisotropy {fp.anisotropy:.2f}")
     for c, st in fp.intensity.items():
-        typer.echo(f"  channel {c} ({fp.modality[c]}): {fp.intensity_source} intensities mean {st.mean:.4g} "
-                   f"std {st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 {st.percentile_99_5:.4g}")
+        typer.echo(
+            f"  channel {c} ({fp.modality[c]}): {fp.intensity_source} intensities mean {st.mean:.4g} "
+            f"std {st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 {st.percentile_99_5:.4g}"
+        )
     for cl in fp.classes:
-        typer.echo(f"  class {cl.value} {cl.name}: in {cl.cases_present} cases, "
-                   f"{100 * cl.mean_voxel_fraction:.2f}% of voxels")
+        typer.echo(
+            f"  class {cl.value} {cl.name}: in {cl.cases_present} cases, "
+            f"{100 * cl.mean_voxel_fraction:.2f}% of voxels"
+        )
     typer.echo(f"  {len(fp.issues)} problem(s) found" + (":" if fp.issues else ""))
     for issue in fp.data_issues:
         typer.echo(f"    {issue}")
@@ -125,7 +143,9 @@ def evaluate(
     run: Annotated[Path, typer.Option(help="A run folder.")],
     split: Annotated[str, typer.Option(help="val (the run's fold), test or train.")] = "val",
     input: Annotated[Path | None, typer.Option(help="Images to predict and score.")] = None,
-    reference: Annotated[Path | None, typer.Option(help="Reference label files, named like the images.")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Reference label files, named like the images.")
+    ] = None,
 ) -> None:
     """Score a run (per-case CSV + summary with 95% CIs in eval/<split>/) and refresh its report."""
     from medsight import api

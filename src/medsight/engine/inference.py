@@ -63,7 +63,6 @@ class _Plan:
 
 def _plan(spatial: Sequence[int], patch_size: Sequence[int], overlap: float) -> _Plan:
     from monai.data.utils import dense_patch_slices
-    from monai.inferers.utils import _get_scan_interval
 
     roi = tuple(int(p) for p in patch_size)
     size = tuple(max(s, r) for s, r in zip(spatial, roi, strict=True))
@@ -72,7 +71,8 @@ def _plan(spatial: Sequence[int], patch_size: Sequence[int], overlap: float) -> 
     pad: list[int] = []
     for b, s, n in zip(reversed(before), reversed(spatial), reversed(size), strict=True):
         pad += [b, n - s - b]
-    interval = _get_scan_interval(size, roi, len(roi), (overlap,) * len(roi))
+    # MONAI's scan interval: a whole patch along axes the patch fills, else (1 - overlap) * patch
+    interval = [r if r == n else max(int(r * (1 - overlap)), 1) for r, n in zip(roi, size, strict=True)]
     windows = dense_patch_slices(size, roi, interval)
     windows = sorted(windows, key=lambda w: w[-1].start)  # stable: MONAI's order within a group
     groups = [(start, list(ws)) for start, ws in itertools.groupby(windows, key=lambda w: w[-1].start)]

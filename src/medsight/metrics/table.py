@@ -40,8 +40,10 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     chunk = max(1, _BOOT_CHUNK_ELEMENTS // v.size)  # bounded memory for tables of many thousands of rows
     means = np.concatenate(
-        [v[rng.integers(0, v.size, size=(min(chunk, n_boot - start), v.size))].mean(axis=1)
-         for start in range(0, n_boot, chunk)]
+        [
+            v[rng.integers(0, v.size, size=(min(chunk, n_boot - start), v.size))].mean(axis=1)
+            for start in range(0, n_boot, chunk)
+        ]
     )
     low, high = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return (mean, float(low), float(high))

@@ -21,7 +21,11 @@ def plan_dataset(
     """Fingerprint ``dataset`` (anything ``load_dataset`` takes, or a Fingerprint) and plan for it."""
     from medsight.data import fingerprint_dataset, load_dataset
 
-    fp = dataset if hasattr(dataset, "median_spacing") else fingerprint_dataset(load_dataset(dataset, data_root=data_root))
+    fp = (
+        dataset
+        if hasattr(dataset, "median_spacing")
+        else fingerprint_dataset(load_dataset(dataset, data_root=data_root))
+    )
     if task != "segment":
         from medsight.errors import ConfigError
 
@@ -31,6 +35,12 @@ def plan_dataset(
 
 
 __all__ = [
-    "CPU_BUDGET", "GPU_BUDGET", "ChannelNorm", "DeviceBudget", "Plan", "device_budget", "plan_dataset",
+    "CPU_BUDGET",
+    "GPU_BUDGET",
+    "ChannelNorm",
+    "DeviceBudget",
+    "Plan",
+    "device_budget",
+    "plan_dataset",
     "plan_segmentation",
 ]

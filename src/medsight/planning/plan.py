@@ -74,7 +74,9 @@ class Plan(BaseModel):
         except FileNotFoundError as exc:
             raise ConfigError(f"{p}: plan.json not found") from exc
         except ValidationError as exc:
-            raise ConfigError(f"{p}: invalid plan ({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})") from exc
+            raise ConfigError(
+                f"{p}: invalid plan ({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+            ) from exc
 
     def with_overrides(self, overrides: dict[str, Any]) -> Plan:
         """Apply user overrides (from ``plan:`` in the config or ``--set plan.x=...``)."""
@@ -93,4 +95,6 @@ class Plan(BaseModel):
             return Plan.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(f"plan.{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})") from exc
+            raise ConfigError(
+                f"plan.{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+            ) from exc

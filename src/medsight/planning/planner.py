@@ -81,7 +81,9 @@ def plan_segmentation(fp: Any, *, budget: DeviceBudget | None = None, measure: b
     width, batch = _width_and_batch(fp, patch, spacing, budget, measure, reasons)
     class_names, values, regions = _classes(fp)
     if regions:
-        reasons["regions"] = f"nested labels: region-based training on {', '.join(regions)} (sigmoid per region)"
+        reasons["regions"] = (
+            f"nested labels: region-based training on {', '.join(regions)} (sigmoid per region)"
+        )
     return Plan(
         task="segment",
         dataset=fp.name,
@@ -111,7 +113,9 @@ def _classes(fp: Any) -> tuple[list[str], list[int], dict[str, list[int]] | None
     return [k for k, _ in ordered], values, None
 
 
-def _target_spacing(fp: Any, budget: DeviceBudget, reasons: dict[str, str]) -> tuple[list[float], list[float]]:
+def _target_spacing(
+    fp: Any, budget: DeviceBudget, reasons: dict[str, str]
+) -> tuple[list[float], list[float]]:
     spacings = np.array([c.spacing for c in fp.cases], dtype=float)
     shapes = np.array([c.shape for c in fp.cases], dtype=float)
     target = np.median(spacings, axis=0)
@@ -140,16 +144,28 @@ def _normalization(fp: Any, reasons: dict[str, str]) -> list[ChannelNorm]:
         modality = fp.modality.get(c, fp.modality.get(str(c), ""))  # type: ignore[call-overload]
         st = fp.intensity.get(c, fp.intensity.get(str(c)))  # type: ignore[call-overload]
         if modality == "CT":
-            norms.append(ChannelNorm(scheme="ct", clip_low=st.percentile_00_5, clip_high=st.percentile_99_5,
-                                     mean=st.mean, std=max(st.std, 1e-6)))
-            why.append(f"{c}: CT, clip to foreground [{st.percentile_00_5:.0f}, {st.percentile_99_5:.0f}] + z-score")
+            norms.append(
+                ChannelNorm(
+                    scheme="ct",
+                    clip_low=st.percentile_00_5,
+                    clip_high=st.percentile_99_5,
+                    mean=st.mean,
+                    std=max(st.std, 1e-6),
+                )
+            )
+            why.append(
+                f"{c}: CT, clip to foreground [{st.percentile_00_5:.0f}, {st.percentile_99_5:.0f}] + z-score"
+            )
         elif modality == "RGB":
             norms.append(ChannelNorm(scheme="rgb", mean=st.mean / 255.0, std=max(st.std / 255.0, 1e-6)))
             why.append(f"{c}: RGB, /255 then dataset z-score")
         else:
             use_mask = fp.dim == 3 and crop_gain < 0.75
             norms.append(ChannelNorm(scheme="zscore", use_mask=use_mask))
-            why.append(f"{c}: {modality or 'non-CT'}, per-image z-score" + (" inside the non-zero mask" if use_mask else ""))
+            why.append(
+                f"{c}: {modality or 'non-CT'}, per-image z-score"
+                + (" inside the non-zero mask" if use_mask else "")
+            )
     reasons["normalization"] = "; ".join(why)
     return norms
 
@@ -160,7 +176,9 @@ def _crop_gain(fp: Any) -> float:
     return float(np.median(ratios)) if ratios else 1.0
 
 
-def _patch_size(shape: list[float], spacing: list[float], max_voxels: int, reasons: dict[str, str]) -> tuple[list[int], Any]:
+def _patch_size(
+    shape: list[float], spacing: list[float], max_voxels: int, reasons: dict[str, str]
+) -> tuple[list[int], Any]:
     from medsight.models.segmentation import dynunet_topology
 
     patch = [float(s) for s in shape]
@@ -191,8 +209,14 @@ def _activation_gb(patch: list[int], width: int, batch: int, in_ch: int) -> floa
     return batch * (total + np.prod(patch) * in_ch) * 4 / 1e9
 
 
-def _width_and_batch(fp: Any, patch: list[int], spacing: list[float], budget: DeviceBudget, measure: bool,
-                     reasons: dict[str, str]) -> tuple[int, int]:
+def _width_and_batch(
+    fp: Any,
+    patch: list[int],
+    spacing: list[float],
+    budget: DeviceBudget,
+    measure: bool,
+    reasons: dict[str, str],
+) -> tuple[int, int]:
     dim = int(fp.dim)
     pv = int(np.prod(patch))
     batch = max(2, budget.step_voxels[dim] // pv)
@@ -220,16 +244,26 @@ def _width_and_batch(fp: Any, patch: list[int], spacing: list[float], budget: De
     return width, batch
 
 
-def _measure_step(fp: Any, patch: list[int], spacing: list[float], width: int, batch: int, device: str) -> float:
+def _measure_step(
+    fp: Any, patch: list[int], spacing: list[float], width: int, batch: int, device: str
+) -> float:
     """Seconds per training step (forward + backward + update) of a candidate network."""
     import torch
 
     from medsight.models import build_model
 
     n_out = len(fp.regions) if fp.regions else len(fp.labels)
-    net = build_model("dynunet", spatial_dims=int(fp.dim), in_channels=int(fp.num_channels), out_channels=n_out,
-                      patch_size=patch, deep_supervision=False, spacing=spacing, base_filters=width,
-                      res_block=True).to(device)
+    net = build_model(
+        "dynunet",
+        spatial_dims=int(fp.dim),
+        in_channels=int(fp.num_channels),
+        out_channels=n_out,
+        patch_size=patch,
+        deep_supervision=False,
+        spacing=spacing,
+        base_filters=width,
+        res_block=True,
+    ).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.randn(batch, int(fp.num_channels), *patch, device=device)
     times = []

@@ -91,7 +91,9 @@ def _eval_sections(split: str, folder: Path) -> list[Section]:
     ]
     if any(folder.glob("*.png")):  # optional plots a task writes (ROC curves, confusion matrices)
         out.append((f"plots{tag}", f"Evaluation plots{suffix}", _images_section(folder, "evaluation plots")))
-    out.append((f"overlays{tag}", f"Best and worst cases{suffix}", _images_section(folder / "overlays", "overlays")))
+    out.append(
+        (f"overlays{tag}", f"Best and worst cases{suffix}", _images_section(folder / "overlays", "overlays"))
+    )
     return out
 
 

@@ -43,7 +43,9 @@ def nonzero_bbox(array: np.ndarray) -> tuple[slice, ...]:
     return tuple(out)
 
 
-def resample_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: list[float]) -> tuple[int, ...]:
+def resample_shape(
+    shape: tuple[int, ...], spacing: tuple[float, ...], target: list[float]
+) -> tuple[int, ...]:
     return tuple(max(1, round(s * sp / t)) for s, sp, t in zip(shape, spacing, target, strict=True))
 
 
@@ -86,7 +88,9 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     if image.ndim != plan.dim:
         raise DataError(f"{case_id}: image is {image.ndim}D, the plan was made for {plan.dim}D data")
     if image.channels != plan.in_channels:
-        raise DataError(f"{case_id}: image has {image.channels} channels, the plan expects {plan.in_channels}")
+        raise DataError(
+            f"{case_id}: image has {image.channels} channels, the plan expects {plan.in_channels}"
+        )
     arr = image.array
     bbox = nonzero_bbox(arr) if plan.dim == 3 else tuple(slice(0, s) for s in image.shape)
     cropped = arr[(slice(None), *bbox)]
@@ -141,10 +145,18 @@ def augmentation(plan: Plan, seed: int = 0) -> Any:
     keys = ["image", "label"]
     spatial_axes = list(range(plan.dim))
     ops = [
-        T.RandAffined(keys, prob=0.2, rotate_range=[0.26] * (1 if plan.dim == 2 else 3), scale_range=[0.15] * plan.dim,
-                      mode=("bilinear", "nearest"), padding_mode="reflection"),
+        T.RandAffined(
+            keys,
+            prob=0.2,
+            rotate_range=[0.26] * (1 if plan.dim == 2 else 3),
+            scale_range=[0.15] * plan.dim,
+            mode=("bilinear", "nearest"),
+            padding_mode="reflection",
+        ),
         T.RandGaussianNoised(["image"], prob=0.1, std=0.1),
-        T.RandGaussianSmoothd(["image"], prob=0.1, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        T.RandGaussianSmoothd(
+            ["image"], prob=0.1, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)
+        ),
         T.RandScaleIntensityd(["image"], factors=0.25, prob=0.15),
         T.RandShiftIntensityd(["image"], offsets=0.1, prob=0.15),
         T.RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=0.15),

@@ -72,8 +72,13 @@ def load_model(run: Run, device: str | torch.device = "cpu") -> tuple[SegmentTas
     return task, model.to(device).eval()
 
 
-def predict_cases(task: SegmentTask, model: torch.nn.Module, spec: DatasetSpec, cases: list[Case],
-                  on_case: Callable[[Prediction, CaseData], None]) -> None:
+def predict_cases(
+    task: SegmentTask,
+    model: torch.nn.Module,
+    spec: DatasetSpec,
+    cases: list[Case],
+    on_case: Callable[[Prediction, CaseData], None],
+) -> None:
     """Predict each case in its original geometry and hand (prediction, case data) to ``on_case``."""
     with torch.inference_mode():
         for case in cases:
@@ -81,8 +86,9 @@ def predict_cases(task: SegmentTask, model: torch.nn.Module, spec: DatasetSpec, 
             on_case(task.predict(model, data), data)
 
 
-def evaluate_cases(run: Run, spec: DatasetSpec, cases: list[Case], split: str,
-                   choose_postprocessing: bool = False) -> dict[str, Any]:
+def evaluate_cases(
+    run: Run, spec: DatasetSpec, cases: list[Case], split: str, choose_postprocessing: bool = False
+) -> dict[str, Any]:
     """Predict and score ``cases``; write eval/<split>/ (per-case CSV, summary, overlays).
 
     With ``choose_postprocessing``, largest-connected-component post-processing is switched on in
@@ -109,8 +115,11 @@ def evaluate_cases(run: Run, spec: DatasetSpec, cases: list[Case], split: str,
         before, after = _mean_dice(rows), _mean_dice(rows_lcc)
         use = after >= before + LCC_MIN_GAIN
         reason = f"validation Dice {before:.4f} without, {after:.4f} with the largest component only"
-        run.save_plan(run.plan.model_copy(update={
-            "postprocess_lcc": use, "reasons": {**run.plan.reasons, "postprocess_lcc": reason}}))
+        run.save_plan(
+            run.plan.model_copy(
+                update={"postprocess_lcc": use, "reasons": {**run.plan.reasons, "postprocess_lcc": reason}}
+            )
+        )
         rows = rows_lcc if use else rows
     table = MetricTable(rows=rows, keys=["case_id", "class"], info={"split": split, "cases": len(labelled)})
     out = run.eval_dir(split)
@@ -147,8 +156,13 @@ def _write_overlays(candidates: list[tuple], rows: list[dict[str, Any]], folder:
     picks = [("worst", c) for c in ranked[:N_OVERLAYS]]
     picks += [("best", c) for c in ranked[::-1][:N_OVERLAYS] if c not in ranked[:N_OVERLAYS]]
     for kind, (case_id, image, ref, out) in picks:
-        save_overlay(image, ref, out, folder / f"{kind}-{case_id}.png",
-                     title=f"{kind}: {case_id} (Dice {score.get(case_id, float('nan')):.3f})")
+        save_overlay(
+            image,
+            ref,
+            out,
+            folder / f"{kind}-{case_id}.png",
+            title=f"{kind}: {case_id} (Dice {score.get(case_id, float('nan')):.3f})",
+        )
 
 
 def train_segmentation(run: Run, spec: DatasetSpec, folds: list[dict[str, list[str]]]) -> dict[str, Any]:

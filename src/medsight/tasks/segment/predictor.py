@@ -33,13 +33,19 @@ def group_inputs(folder: Path, in_channels: int) -> dict[str, list[Path]]:
             continue
         stem = split_suffix(p)[0]
         match = _CHANNEL.match(stem)
-        case = match.group("case") if (match and in_channels > 1) or (match and match.group("ch") == "0000") else stem
+        case = (
+            match.group("case")
+            if (match and in_channels > 1) or (match and match.group("ch") == "0000")
+            else stem
+        )
         groups.setdefault(case, []).append(p)
     if not groups:
         raise DataError(f"{folder}: no readable image found")
     for case, files in groups.items():
         if len(files) > 1 and len(files) != in_channels:
-            raise DataError(f"{folder}: case {case!r} has {len(files)} channel files, the model expects {in_channels}")
+            raise DataError(
+                f"{folder}: case {case!r} has {len(files)} channel files, the model expects {in_channels}"
+            )
     return groups
 
 
@@ -53,8 +59,11 @@ def _readable(path: Path) -> bool:
 
 def _is_dicom_folder(folder: Path) -> bool:
     files = [p for p in folder.iterdir() if p.is_file()]
-    return bool(files) and all(detect_format(p) == "dicom" for p in files if _readable(p)) and any(
-        _readable(p) for p in files)
+    return (
+        bool(files)
+        and all(detect_format(p) == "dicom" for p in files if _readable(p))
+        and any(_readable(p) for p in files)
+    )
 
 
 class Predictor:
@@ -85,7 +94,9 @@ class Predictor:
 
         first = images[0]
         stacked = np.concatenate([im.array.astype(np.float32) for im in images], axis=0)
-        return self.predict_image(Image(stacked, first.spacing, first.origin, first.direction, first.meta), case_id)
+        return self.predict_image(
+            Image(stacked, first.spacing, first.origin, first.direction, first.meta), case_id
+        )
 
     def predict_path(self, input: Path, output: Path) -> list[Path]:
         """Predict every case under ``input``; write ``output/<case><ext>`` (a file when ``output``

@@ -20,7 +20,9 @@ from medsight.transforms.segmentation import Preprocessed, augmentation, labels_
 MAX_FG_POINTS = 20_000  # foreground locations kept per class and case
 
 
-def _foreground_points(label: np.ndarray, values: list[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
+def _foreground_points(
+    label: np.ndarray, values: list[int], rng: np.random.Generator
+) -> dict[int, np.ndarray]:
     points = {}
     for v in values:
         idx = np.argwhere(label[0] == v)
@@ -85,9 +87,16 @@ class PatchDataset(IterableDataset):
             center = points[cls][int(rng.integers(len(points[cls])))]
         else:
             low = [p // 2 for p in patch]
-            high = [max(lo + 1, s - (p - p // 2) + 1) for lo, s, p in zip(low, case.image.shape[1:], patch, strict=True)]
-            center = np.array([int(rng.integers(lo, hi)) if s >= p else s // 2
-                               for lo, hi, s, p in zip(low, high, case.image.shape[1:], patch, strict=True)])
+            high = [
+                max(lo + 1, s - (p - p // 2) + 1)
+                for lo, s, p in zip(low, case.image.shape[1:], patch, strict=True)
+            ]
+            center = np.array(
+                [
+                    int(rng.integers(lo, hi)) if s >= p else s // 2
+                    for lo, hi, s, p in zip(low, high, case.image.shape[1:], patch, strict=True)
+                ]
+            )
         image = crop_patch(case.image, center, patch)
         label = crop_patch(case.label, center, patch)
         if self.plan.regions:
@@ -109,8 +118,11 @@ def _to_indices(label: np.ndarray, values: list[int]) -> np.ndarray:
 def patch_loader(cases: list[Preprocessed], plan: Plan, seed: int, num_workers: int) -> DataLoader:
     """A DataLoader over :class:`PatchDataset` (batches are built inside the dataset)."""
     return DataLoader(
-        PatchDataset(cases, plan, seed), batch_size=None, num_workers=num_workers,
-        persistent_workers=num_workers > 0, worker_init_fn=_worker_init if num_workers else None,
+        PatchDataset(cases, plan, seed),
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_worker_init if num_workers else None,
         prefetch_factor=4 if num_workers else None,
     )
 

@@ -40,9 +40,15 @@ class SegmentTask:
         from medsight.models import build_model
 
         plan = plan or self.plan
-        return build_model(plan.network, spatial_dims=plan.dim, in_channels=plan.in_channels,
-                           out_channels=plan.out_channels, patch_size=plan.patch_size,
-                           deep_supervision=plan.deep_supervision, **plan.network_kwargs)
+        return build_model(
+            plan.network,
+            spatial_dims=plan.dim,
+            in_channels=plan.in_channels,
+            out_channels=plan.out_channels,
+            patch_size=plan.patch_size,
+            deep_supervision=plan.deep_supervision,
+            **plan.network_kwargs,
+        )
 
     def configure_optimizers(self, model: nn.Module) -> Optimizers:
         from medsight.engine import build_optimizer
@@ -59,7 +65,9 @@ class SegmentTask:
         return DeepSupervisionLoss(base, weight_mode="exp") if self.plan.deep_supervision else base
 
     # ------------------------------------------------------------------ train / validate
-    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor], step: StepContext) -> StepOutput:
+    def training_step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], step: StepContext
+    ) -> StepOutput:
         image = batch["image"].to(step.device, non_blocking=True)
         label = batch["label"].to(step.device, non_blocking=True)
         with step.autocast():
@@ -91,14 +99,26 @@ class SegmentTask:
         return logs
 
     # ------------------------------------------------------------------ inference
-    def _predict_grid(self, model: nn.Module, image: np.ndarray, device: torch.device, *, tta: bool,
-                      probabilities: bool = False) -> Any:
+    def _predict_grid(
+        self,
+        model: nn.Module,
+        image: np.ndarray,
+        device: torch.device,
+        *,
+        tta: bool,
+        probabilities: bool = False,
+    ) -> Any:
         x = torch.from_numpy(image)
         region = self.plan.regions is not None
         out = sliding_window_predict(
-            _HeadOnly(model), x, patch_size=self.plan.patch_size, out_channels=self.plan.out_channels,
-            overlap=self.plan.sliding_window_overlap, tta_flips=tta,
-            activation="sigmoid" if region else "softmax", device=device,
+            _HeadOnly(model),
+            x,
+            patch_size=self.plan.patch_size,
+            out_channels=self.plan.out_channels,
+            overlap=self.plan.sliding_window_overlap,
+            tta_flips=tta,
+            activation="sigmoid" if region else "softmax",
+            device=device,
             output="probabilities" if probabilities else "labels",
         )
         return out if probabilities else out.numpy()
@@ -143,8 +163,9 @@ class SegmentTask:
         if ref.label is None:
             return []
         roi = ref.roi.array[0] if ref.roi is not None else None
-        rows = case_metrics(pred.output.array[0], ref.label.array[0], self.classes(),
-                            spacing=ref.image.spacing, roi=roi)
+        rows = case_metrics(
+            pred.output.array[0], ref.label.array[0], self.classes(), spacing=ref.image.spacing, roi=roi
+        )
         if pred.probabilities is not None and len(rows) == 1:
             pix = pixel_metrics(pred.probabilities, ref.label.array[0] == self.plan.label_values[1], roi=roi)
             rows[0].update({f"pixel_{k}": v for k, v in pix.items()})
