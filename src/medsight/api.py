@@ -31,7 +31,12 @@ def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> 
     fp = fingerprint_dataset(spec, cache_dir=config.data.cache_dir)
     raise_on_issues(fp.data_issues)
     plan = plan_dataset(
-        fp, task=config.task, device=config.train.device, measure=measure, overrides=config.plan
+        fp,
+        task=config.task,
+        device=config.train.device,
+        measure=measure,
+        overrides=config.plan,
+        time_budget_s=config.train.time_budget_seconds,
     )
     return spec, fp, plan
 
@@ -55,7 +60,6 @@ def train(
         measure: let the planner time candidate networks on this machine.
     """
     from medsight.report import build_report
-    from medsight.runs import run_folds
     from medsight.tasks.segment.pipeline import train_segmentation
 
     cfg = _config(config, overrides, task=task, dataset=str(dataset), out=out)
@@ -63,7 +67,7 @@ def train(
         raise ConfigError(f"task: {cfg.task!r} is not available yet; known: segment")
     spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
     run = create_run(cfg, plan, spec.name)
-    folds = run_folds(run.path / "splits.json", spec, cfg.data.num_folds, cfg.train.seed)
+    folds = _folds(run, spec)
     log.info("run folder: %s", run.path)
     train_segmentation(run, spec, folds)
     build_report(run.path)
@@ -74,15 +78,22 @@ def resume(run_dir: str | Path) -> Path:
     """Continue a killed ``train`` in its own run folder, from checkpoints/last.pt."""
     from medsight.data import load_dataset
     from medsight.report import build_report
-    from medsight.runs import run_folds
     from medsight.tasks.segment.pipeline import train_segmentation
 
     run = open_run(run_dir)
     spec = load_dataset(run.config.data.dataset)
-    folds = run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
-    train_segmentation(run, spec, folds)
+    train_segmentation(run, spec, _folds(run, spec))
     build_report(run.path)
     return run.path
+
+
+def _folds(run: Run, spec: Any) -> list[dict[str, list[str]]]:
+    """The run's patient-level folds (none needed when training on every case)."""
+    from medsight.runs import run_folds
+
+    if run.config.data.fold == "all":
+        return []
+    return run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
 
 
 def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, **base: Any) -> RunConfig:
@@ -137,7 +148,6 @@ def evaluate(
 
 
 def _split_cases(run: Run, spec: Any, split: str) -> list[Any]:
-    from medsight.runs import run_folds
 
     if split == "test":
         return spec.test
@@ -148,8 +158,7 @@ def _split_cases(run: Run, spec: Any, split: str) -> list[Any]:
     fold = run.config.data.fold
     if fold == "all":
         raise ConfigError(f"{run.path}: trained on all cases (data.fold=all): there is no validation split")
-    folds = run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
-    ids = set(folds[int(fold)]["val"])
+    ids = set(_folds(run, spec)[int(fold)]["val"])
     return [c for c in spec.train if c.case_id in ids]
 
 

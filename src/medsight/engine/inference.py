@@ -201,8 +201,9 @@ def _sliding_window_one(
                 sink = make_sink(channels)
             if tuple(logits.shape[2:]) != roi:
                 raise ShapeError("model output spatial size", roi, tuple(logits.shape[2:]))
+            logits.mul_(weight)  # in place: no window-sized temporary per window
             for out, w in zip(logits, batch, strict=True):
-                acc[(slice(None), *w[:-1])] += (out * weight).to(acc_dtype)
+                acc[(slice(None), *w[:-1])] += out
                 count[(slice(None), *w[:-1])] += weight
         nxt = plan.groups[g + 1][0] if g + 1 < len(plan.groups) else size[-1]
         assert acc is not None and sink is not None

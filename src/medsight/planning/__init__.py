@@ -17,6 +17,7 @@ def plan_dataset(
     measure: bool = True,
     overrides: dict[str, Any] | None = None,
     data_root: str | Path | None = None,
+    time_budget_s: float | None = None,
 ) -> Plan:
     """Fingerprint ``dataset`` (anything ``load_dataset`` takes, or a Fingerprint) and plan for it."""
     from medsight.data import fingerprint_dataset, load_dataset
@@ -30,7 +31,7 @@ def plan_dataset(
         from medsight.errors import ConfigError
 
         raise ConfigError(f"plan: task {task!r} has no planner yet; known: segment")
-    plan = plan_segmentation(fp, budget=device_budget(device), measure=measure)
+    plan = plan_segmentation(fp, budget=device_budget(device), measure=measure, time_budget_s=time_budget_s)
     return plan.with_overrides(overrides or {})
 
 

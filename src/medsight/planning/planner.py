@@ -11,8 +11,9 @@ Each choice records its reason in ``plan.reasons``. The steps:
    mask when cropping to it removes more than a quarter of the volume, as nnU-Net does);
 4. patch size: the median resampled shape, shrunk along its longest axis until it fits the
    device's patch budget, rounded to what the network's down-sampling needs;
-5. network width and batch size: the largest that fit the memory budget and, when ``measure`` is on,
-   whose measured training step fits the step-time budget of the device.
+5. batch size from the device's voxels-per-step budget (lowered to fit memory); network width: the
+   widest whose *measured* training step on this machine fits the step-time target (the device's
+   default, or less when a short ``train.time_budget`` must still give ~TARGET_STEPS updates).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import numpy as np
 
 from medsight.planning.plan import ChannelNorm, Plan
 
+TARGET_STEPS = 1200  # updates a time-budgeted run should get at least
+MIN_STEP_SECONDS = 0.3
+
 
 @dataclass(frozen=True)
 class DeviceBudget:
@@ -37,7 +41,8 @@ class DeviceBudget:
     step_voxels: dict[int, int]  # batch x patch voxels per step
     step_seconds: dict[int, float]  # target wall time of one training step
     max_case_voxels: int | None  # coarsen 3D volumes beyond this (None: never)
-    widths: tuple[int, ...]  # candidate base filter counts, widest first
+    widths: tuple[int, ...]  # candidate base filter counts, narrowest first
+    default_width: int  # used when step times are not measured
 
 
 CPU_BUDGET = DeviceBudget(
@@ -47,7 +52,8 @@ CPU_BUDGET = DeviceBudget(
     step_voxels={2: 4 * 256 * 256, 3: 2 * 64 * 64 * 64},
     step_seconds={2: 1.5, 3: 3.0},
     max_case_voxels=128 * 128 * 96,
-    widths=(32, 24, 16),
+    widths=(8, 16, 32),
+    default_width=16,
 )
 GPU_BUDGET = DeviceBudget(
     device="cuda",
@@ -57,6 +63,7 @@ GPU_BUDGET = DeviceBudget(
     step_seconds={2: 0.25, 3: 0.5},
     max_case_voxels=None,
     widths=(32,),
+    default_width=32,
 )
 
 
@@ -69,8 +76,17 @@ def device_budget(device: str | None = None) -> DeviceBudget:
     return GPU_BUDGET if str(device).startswith("cuda") else CPU_BUDGET
 
 
-def plan_segmentation(fp: Any, *, budget: DeviceBudget | None = None, measure: bool = True) -> Plan:
-    """Plan a segmentation run from a :class:`medsight.data.Fingerprint`."""
+def plan_segmentation(
+    fp: Any, *, budget: DeviceBudget | None = None, measure: bool = True, time_budget_s: float | None = None
+) -> Plan:
+    """Plan a segmentation run from a :class:`medsight.data.Fingerprint`.
+
+    Args:
+        fp: the dataset fingerprint.
+        budget: the device budget (default: this machine's device).
+        measure: time candidate networks on this machine (else take the device's default width).
+        time_budget_s: the training wall-clock budget, when known: a short one asks for faster steps.
+    """
     budget = budget or device_budget()
     reasons: dict[str, str] = {}
     dim = int(fp.dim)
@@ -78,7 +94,8 @@ def plan_segmentation(fp: Any, *, budget: DeviceBudget | None = None, measure: b
     spacing, shape = _target_spacing(fp, budget, reasons)
     norms = _normalization(fp, reasons)
     patch, topo = _patch_size(shape, spacing, budget.patch_voxels[dim], reasons)
-    width, batch = _width_and_batch(fp, patch, spacing, budget, measure, reasons)
+    target = step_target(budget, dim, time_budget_s)
+    width, batch = _width_and_batch(fp, patch, spacing, budget, measure, reasons, target)
     class_names, values, regions = _classes(fp)
     if regions:
         reasons["regions"] = (
@@ -216,32 +233,46 @@ def _width_and_batch(
     budget: DeviceBudget,
     measure: bool,
     reasons: dict[str, str],
+    step_seconds: float,
 ) -> tuple[int, int]:
     dim = int(fp.dim)
     pv = int(np.prod(patch))
-    batch = max(2, budget.step_voxels[dim] // pv)
     total_voxels = sum(np.prod(c.shape) for c in fp.cases)
-    batch = int(max(2, min(batch, math.floor(0.05 * total_voxels / pv) or 2)))
+    batch = int(max(2, min(budget.step_voxels[dim] // pv, math.floor(0.05 * total_voxels / pv))))
     why = [f"batch {batch} from the {budget.device} budget of {budget.step_voxels[dim]:,} voxels per step"]
-    width = budget.widths[0]
-    for width in budget.widths:
-        while batch > 2 and _activation_gb(patch, width, batch, fp.num_channels) > budget.memory_gb:
-            batch -= 1
-        fits_memory = _activation_gb(patch, width, batch, fp.num_channels) <= budget.memory_gb
-        if not measure:
-            if fits_memory:
+    while batch > 2 and _activation_gb(patch, budget.widths[0], batch, fp.num_channels) > budget.memory_gb:
+        batch -= 1
+    fitting = [
+        w for w in budget.widths if _activation_gb(patch, w, batch, fp.num_channels) <= budget.memory_gb
+    ]
+    width = fitting[0] if fitting else budget.widths[0]
+    if not measure:
+        width = budget.default_width if budget.default_width in fitting else width
+        why.append(f"width {width}: the {budget.device} default (not measured)")
+    else:
+        for candidate in fitting:  # narrowest first: stop at the first that is too slow
+            seconds = _measure_step(fp, patch, spacing, candidate, batch, budget.device)
+            why.append(f"width {candidate}: measured {seconds:.2f} s per step")
+            if seconds > step_seconds and candidate != fitting[0]:
                 break
-            continue
-        seconds = _measure_step(fp, patch, spacing, width, batch, budget.device)
-        why.append(f"width {width}: measured {seconds:.2f} s per step")
-        if fits_memory and seconds <= budget.step_seconds[dim]:
-            break
+            width = candidate
+            if seconds > step_seconds:
+                break
     reasons["batch_size"] = "; ".join(why)
     reasons["network"] = (
         f"DynUNet (nnU-Net's) with {width} base filters: the widest that fits {budget.memory_gb:g} GB"
-        + (f" and {budget.step_seconds[dim]:g} s per step" if measure else "")
+        + (f" and a measured step of at most {step_seconds:.2f} s on this machine" if measure else "")
     )
     return width, batch
+
+
+def step_target(budget: DeviceBudget, dim: int, time_budget_s: float | None) -> float:
+    """Seconds one training step may take: the device default, or less when a short wall-clock budget
+    must still give about TARGET_STEPS updates."""
+    default = budget.step_seconds[dim]
+    if time_budget_s is None:
+        return default
+    return float(min(default, max(MIN_STEP_SECONDS, time_budget_s / TARGET_STEPS)))
 
 
 def _measure_step(
@@ -267,7 +298,7 @@ def _measure_step(
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.randn(batch, int(fp.num_channels), *patch, device=device)
     times = []
-    for _ in range(3):
+    for _ in range(3):  # one warm-up, then the fastest of two
         start = time.perf_counter()
         opt.zero_grad()
         net(x).float().mean().backward()

@@ -132,10 +132,14 @@ def _worker_init(_: int) -> None:
 
 
 def default_workers(requested: int | None = None) -> int:
-    """Loader workers from the core count: none on 1-2 cores... one per 4 cores beyond, at most 4."""
+    """Loader worker processes from the core count: none on 1-2 cores, else one per 4 cores (at most 4).
+
+    On 2 cores a worker process competes with the training step's own threads, and OpenMP threads that
+    lose their core stall at every barrier: preparing the batch in the main process is faster there.
+    """
     from medsight.utils import cpu_count
 
     if requested is not None:
         return requested
     cores = cpu_count()
-    return 0 if cores <= 1 else min(4, max(1, cores // 4))
+    return 0 if cores <= 2 else min(4, max(1, cores // 4))
