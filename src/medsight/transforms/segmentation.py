@@ -18,6 +18,8 @@ from medsight.errors import DataError
 from medsight.io import Image
 from medsight.planning.plan import ChannelNorm, Plan
 
+LARGE_OUTPUT = 64_000_000  # probability values above which restore() keeps float16
+
 
 @dataclass
 class Preprocessed:
@@ -109,11 +111,17 @@ def restore(probabilities: torch.Tensor, pre: Preprocessed, *, background: float
     """Probabilities ``(C, *net_grid)`` -> ``(C, *original)``: resize to the crop, pad the rest.
 
     Outside the crop, channel 0 gets ``background`` (1 for softmax outputs, 0 for sigmoid regions).
+    Channels are resized one at a time into a float16 buffer when the full map is large
+    (a CT-sized 512x512x400 volume), so C float32 copies of it never exist together.
     """
-    probs = resize(probabilities.float(), pre.cropped_shape)
-    full = torch.zeros((probs.shape[0], *pre.original_shape), dtype=probs.dtype)
+    n_full = probabilities.shape[0] * int(np.prod(pre.original_shape))
+    dtype = torch.float32 if n_full <= LARGE_OUTPUT else torch.float16
+    full = torch.zeros((probabilities.shape[0], *pre.original_shape), dtype=dtype)
     full[0] = background
-    full[(slice(None), *pre.bbox)] = probs
+    for c in range(probabilities.shape[0]):
+        full[(slice(c, c + 1), *pre.bbox)] = resize(probabilities[c : c + 1].float(), pre.cropped_shape).to(
+            dtype
+        )
     return full
 
 
