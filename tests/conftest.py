@@ -18,3 +18,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Fingerprint caches go to a temporary folder, never the user's ~/.cache or the read-only data."""
     os.environ["MEDSIGHT_CACHE"] = str(tmp_path_factory.mktemp("medsight-cache"))
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """The real-data folder ../shared/data; tests that take it skip with a message when it is absent."""
+    from medsight.utils import shared_data_root
+
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("real data folder ../shared/data not found (set MEDSIGHT_DATA to run real-data tests)")
+    return root

@@ -59,31 +59,55 @@ def train(
         out: the parent folder of run folders (default ``runs``).
         measure: let the planner time candidate networks on this machine.
     """
-    from medsight.report import build_report
-    from medsight.tasks.segment.pipeline import train_segmentation
+    from medsight.engine.distributed import (
+        broadcast_object,
+        cleanup_distributed,
+        dist_info,
+        setup_distributed,
+    )
 
     cfg = _config(config, overrides, task=task, dataset=str(dataset), out=out)
     if cfg.task != "segment":
         raise ConfigError(f"task: {cfg.task!r} is not available yet; known: segment")
-    spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
-    run = create_run(cfg, plan, spec.name)
-    folds = _folds(run, spec)
-    log.info("run folder: %s", run.path)
-    train_segmentation(run, spec, folds)
-    build_report(run.path)
-    return run.path
+    owns_group = setup_distributed()  # under torchrun: rank 0 plans and creates the run, all ranks train
+    try:
+        main = dist_info().is_main
+        if main:
+            spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
+            run = create_run(cfg, plan, spec.name)
+            _folds(run, spec)
+            log.info("run folder: %s", run.path)
+        return _train_run(broadcast_object(str(run.path) if main else None))
+    finally:
+        if owns_group:
+            cleanup_distributed()
 
 
 def resume(run_dir: str | Path) -> Path:
     """Continue a killed ``train`` in its own run folder, from checkpoints/last.pt."""
+    from medsight.engine.distributed import cleanup_distributed, setup_distributed
+
+    owns_group = setup_distributed()
+    try:
+        return _train_run(run_dir)
+    finally:
+        if owns_group:
+            cleanup_distributed()
+
+
+def _train_run(run_dir: str | Path) -> Path:
+    """Train (or continue) the run in ``run_dir``; rank 0 then evaluates and writes the report."""
     from medsight.data import load_dataset
+    from medsight.engine.distributed import dist_info
     from medsight.report import build_report
     from medsight.tasks.segment.pipeline import train_segmentation
 
     run = open_run(run_dir)
     spec = load_dataset(run.config.data.dataset)
-    train_segmentation(run, spec, _folds(run, spec))
-    build_report(run.path)
+    main = dist_info().is_main
+    train_segmentation(run, spec, _folds(run, spec), evaluate=main)
+    if main:
+        build_report(run.path)
     return run.path
 
 

@@ -11,15 +11,6 @@ import pytest
 from data_testutils import write_nii
 
 from medsight.data import make_phantom_dataset
-from medsight.utils import shared_data_root
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    root = shared_data_root()
-    if root is None:
-        pytest.skip("real data folder ../shared/data not found (set MEDSIGHT_DATA to run real-data tests)")
-    return root
 
 
 @pytest.fixture(autouse=True)

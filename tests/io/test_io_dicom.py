@@ -16,16 +16,16 @@ from medsight.io.dicom import list_dicom_series, read_dicom_series
 
 
 @pytest.fixture(scope="module")
-def ct_folder(shared_root: Path) -> Path:
-    folder = shared_root / "totalseg-examples" / "example_ct_dicom"
+def ct_folder(data_root: Path) -> Path:
+    folder = data_root / "totalseg-examples" / "example_ct_dicom"
     if not folder.is_dir():
         pytest.skip(f"{folder} not found")
     return folder
 
 
 @pytest.fixture(scope="module")
-def pydicom_dir(shared_root: Path) -> Path:
-    return shared_root / "dicom" / "pydicom"
+def pydicom_dir(data_root: Path) -> Path:
+    return data_root / "dicom" / "pydicom"
 
 
 def _sitk_series(folder: Path):
@@ -165,9 +165,9 @@ def test_truncated_and_non_image_files(pydicom_dir: Path, tmp_path: Path) -> Non
         read_image(garbage)
 
 
-def test_several_series_told_apart(shared_root: Path, tmp_path: Path) -> None:
-    ct = sorted((shared_root / "monai-testing" / "CT_DICOM").iterdir())
-    mr = sorted((shared_root / "dicom" / "nibabel").glob("*.dcm"))
+def test_several_series_told_apart(data_root: Path, tmp_path: Path) -> None:
+    ct = sorted((data_root / "monai-testing" / "CT_DICOM").iterdir())
+    mr = sorted((data_root / "dicom" / "nibabel").glob("*.dcm"))
     folder = tmp_path / "mixed"
     (folder / "sub").mkdir(parents=True)
     for f in ct:

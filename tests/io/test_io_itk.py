@@ -58,8 +58,8 @@ def test_itk_corrupt(tmp_path: Path) -> None:
         read_image(bad)
 
 
-def test_real_mha(shared_root: Path) -> None:
-    path = shared_root / "monai-testing" / "CT_2D_head_fixed.mha"
+def test_real_mha(data_root: Path) -> None:
+    path = data_root / "monai-testing" / "CT_2D_head_fixed.mha"
     img = read_image(path)
     ref = sitk.ReadImage(str(path))
     assert img.ndim == 2 and img.shape == ref.GetSize()

@@ -114,10 +114,10 @@ def test_nifti_corrupt_and_truncated(tmp_path: Path) -> None:
         read_image(empty)
 
 
-def test_nifti_real_ct_matches_simpleitk(shared_root: Path) -> None:
+def test_nifti_real_ct_matches_simpleitk(data_root: Path) -> None:
     import SimpleITK as sitk
 
-    path = shared_root / "totalseg-examples" / "example_ct.nii.gz"
+    path = data_root / "totalseg-examples" / "example_ct.nii.gz"
     img = read_image(path)
     ref = sitk.ReadImage(str(path))
     np.testing.assert_array_equal(img.array[0], np.transpose(sitk.GetArrayFromImage(ref), (2, 1, 0)))

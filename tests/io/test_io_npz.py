@@ -75,6 +75,6 @@ def test_medmnist_layout(tmp_path: Path) -> None:
         read_medmnist(tmp_path / "mismatch.npz")
 
 
-def test_real_medmnist(shared_root: Path) -> None:
-    data = read_medmnist(shared_root / "medmnist" / "breastmnist.npz")
+def test_real_medmnist(data_root: Path) -> None:
+    data = read_medmnist(data_root / "medmnist" / "breastmnist.npz")
     assert [len(data[s][1]) for s in ("train", "val", "test")] == [546, 78, 156]

@@ -109,12 +109,12 @@ def test_corrupt_picture_and_unknown_suffix(tmp_path: Path) -> None:
         read_image(tmp_path / "missing.png")
 
 
-def test_real_pictures(shared_root: Path) -> None:
-    drive = shared_root / "drive"
+def test_real_pictures(data_root: Path) -> None:
+    drive = data_root / "drive"
     fundus = read_image(next(iter(sorted(drive.rglob("*.tif")))))
     assert fundus.array.shape == (3, 584, 565) and fundus.array.dtype == np.uint8
     mask = read_image(next(iter(sorted(drive.rglob("*.gif")))))
     assert mask.array.shape == (1, 584, 565)
     assert set(np.unique(mask.array)) <= {0, 255}
-    jpg = read_image(next(iter(sorted((shared_root / "isic2018").rglob("*.jpg")))))
+    jpg = read_image(next(iter(sorted((data_root / "isic2018").rglob("*.jpg")))))
     assert jpg.channels == 3 and jpg.ndim == 2

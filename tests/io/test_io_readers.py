@@ -41,8 +41,8 @@ def test_forced_reader_and_dicom_sniffing(tmp_path: Path) -> None:
         read_image(renamed)
 
 
-def test_dicom_without_suffix_detected(shared_root: Path) -> None:
-    folder = shared_root / "totalseg-examples" / "example_ct_dicom"
+def test_dicom_without_suffix_detected(data_root: Path) -> None:
+    folder = data_root / "totalseg-examples" / "example_ct_dicom"
     first = sorted(p for p in folder.iterdir() if p.is_file())[0]
     assert detect_format(first) == "dicom"  # no .dcm suffix: found by the DICM preamble
     img = read_image(first)

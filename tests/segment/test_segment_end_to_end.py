@@ -149,3 +149,30 @@ def test_cli_lists(tmp_path: Path) -> None:
     assert "dynunet" in _cli("list", "models").stdout
     assert "segment" in _cli("list", "tasks").stdout
     assert "drive" in _cli("list", "datasets").stdout
+
+
+def test_torchrun_two_cpu_processes_train_one_run(fundus: Path, tmp_path: Path) -> None:
+    sets = [x for item in QUICK for x in ("--set", item)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "medsight.cli.main",
+        "train",
+        "segment",
+        str(fundus),
+        "--out",
+        str(tmp_path),
+        *sets,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1  # rank 0 created the run; rank 1 trained in the same folder
+    assert (runs[0] / "report.html").is_file() and (runs[0] / "eval/val/summary.json").is_file()
+    lines = (runs[0] / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # only rank 0 logs: 4 iterations in epochs of 2

@@ -16,17 +16,8 @@ from medsight.io import read_image
 from medsight.metrics import pixel_metrics
 from medsight.runs import open_run
 from medsight.tasks.segment.pipeline import load_model
-from medsight.utils import shared_data_root
 
 pytestmark = pytest.mark.realdata
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    root = shared_data_root()
-    if root is None:
-        pytest.skip("real data folder ../shared/data not found (set MEDSIGHT_DATA to run real-data tests)")
-    return root
 
 
 def test_drive_vessels_are_learned_above_chance(data_root: Path, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def preprocess_cases(spec: DatasetSpec, cases: list[Case], plan: Plan) -> list[P
 def fit(run: Run, spec: DatasetSpec, train_cases: list[Case], val_cases: list[Case]) -> SegmentTask:
     """Train the run's model on ``train_cases``, validating on ``val_cases``; checkpoints in the run."""
     from medsight.engine import Trainer
+    from medsight.engine.distributed import dist_info
 
     config, plan = run.config, run.plan
     task = SegmentTask(plan, config.train)
@@ -57,19 +58,20 @@ def fit(run: Run, spec: DatasetSpec, train_cases: list[Case], val_cases: list[Ca
     log.info("preprocessing %d training and %d validation cases", len(train_cases), len(val_cases))
     train_pre = preprocess_cases(spec, train_cases, plan)
     val_pre = preprocess_cases(spec, val_cases[:MAX_VAL_CASES], plan) if val_cases else None
-    loader = patch_loader(train_pre, plan, config.train.seed, default_workers(config.data.num_workers))
+    seed = config.train.seed + 1000 * dist_info().rank  # each DDP rank draws its own patches
+    loader = patch_loader(train_pre, plan, seed, default_workers(config.data.num_workers))
     trainer.fit(model, loader, val_pre)
     return task
 
 
-def load_model(run: Run, device: str | torch.device = "cpu") -> tuple[SegmentTask, torch.nn.Module]:
-    """The run's task and its best (else last) weights, in eval mode on ``device``."""
-    from medsight.engine import load_model_weights
+def load_model(run: Run, device: str = "auto") -> tuple[SegmentTask, torch.nn.Module]:
+    """The run's task and its best (else last) weights, in eval mode on ``device`` (auto: CUDA if any)."""
+    from medsight.engine import load_model_weights, resolve_device
 
     task = SegmentTask(run.plan, run.config.train)
     model = task.build_model(run.plan)
     load_model_weights(model, run.checkpoint)
-    return task, model.to(device).eval()
+    return task, model.to(resolve_device(device)).eval()
 
 
 def predict_cases(
@@ -165,8 +167,11 @@ def _write_overlays(candidates: list[tuple], rows: list[dict[str, Any]], folder:
         )
 
 
-def train_segmentation(run: Run, spec: DatasetSpec, folds: list[dict[str, list[str]]]) -> dict[str, Any]:
-    """Train one fold (or all cases), then evaluate the validation cases and choose post-processing."""
+def train_segmentation(
+    run: Run, spec: DatasetSpec, folds: list[dict[str, list[str]]], evaluate: bool = True
+) -> dict[str, Any]:
+    """Train one fold (or all cases); then (``evaluate``) score the validation cases and choose
+    post-processing. Under DDP only rank 0 evaluates."""
     by_id = {c.case_id: c for c in spec.train}
     fold = run.config.data.fold
     if fold == "all":
@@ -176,6 +181,6 @@ def train_segmentation(run: Run, spec: DatasetSpec, folds: list[dict[str, list[s
             raise DataError(f"data.fold: expected 0..{len(folds) - 1} or 'all', got {fold}")
         train_ids, val_ids = folds[int(fold)]["train"], folds[int(fold)]["val"]
     fit(run, spec, [by_id[i] for i in train_ids], [by_id[i] for i in val_ids])
-    if not val_ids:
+    if not val_ids or not evaluate:
         return {}
     return evaluate_cases(run, spec, [by_id[i] for i in val_ids], "val", choose_postprocessing=True)

@@ -73,7 +73,7 @@ class Predictor:
         self.task, self.model = task, model
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, tta: bool | None = None, device: str = "cpu") -> Predictor:
+    def from_run(cls, run_dir: str | Path, *, tta: bool | None = None, device: str = "auto") -> Predictor:
         run = open_run(run_dir)
         task, model = load_model(run, device)
         if tta is not None:

@@ -119,6 +119,7 @@ class SegmentTask:
             tta_flips=tta,
             activation="sigmoid" if region else "softmax",
             device=device,
+            batch_size=self.plan.batch_size,
             output="probabilities" if probabilities else "labels",
         )
         return out if probabilities else out.numpy()
