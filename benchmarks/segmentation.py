@@ -105,7 +105,7 @@ def bench_drive(args: argparse.Namespace) -> dict[str, Any]:
         "2nd observer (pooled)": pooled_pixels(human_pairs),
         "2nd observer (per image)": {k: ci([r[k] for r in human_rows]) for k in keys},
     }
-    return {"run": str(run), "train_wall_s": seconds, "table": table}
+    return {"run": run.name, "train_wall_s": seconds, "table": table}
 
 
 def bench_isic(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def bench_isic(args: argparse.Namespace) -> dict[str, Any]:
     table = {
         "medsight": {"dice": ci(dice), "jaccard": ci(iou), "thresholded_jaccard": thresholded_jaccard(iou)}
     }
-    return {"run": str(run), "train_wall_s": seconds, "table": table}
+    return {"run": run.name, "train_wall_s": seconds, "table": table}
 
 
 def bench_isbi(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def bench_isbi(args: argparse.Namespace) -> dict[str, Any]:
         summary = json.loads((run / "eval" / "val" / "summary.json").read_text())
         group = next(k for k in summary if k not in ("info", "mean"))
         folds.append(
-            {"run": str(run), "dice": summary[group]["dice"], "pixel_f1": summary[group].get("pixel_f1")}
+            {"run": run.name, "dice": summary[group]["dice"], "pixel_f1": summary[group].get("pixel_f1")}
         )
         f1.append(summary[group]["dice"]["mean"])
     return {"folds": folds, "train_wall_s": seconds, "table": {"medsight 5-fold CV": {"membrane_f1": ci(f1)}}}
@@ -147,7 +147,7 @@ def bench_brats(args: argparse.Namespace) -> dict[str, Any]:
         if region not in ("info", "mean")
     }
     return {
-        "run": str(run),
+        "run": run.name,
         "train_wall_s": seconds,
         "table": table,
         "note": "labels are outputs of BraTS algorithms (fusion), not manual; "

@@ -71,6 +71,13 @@ def test_run_folder_has_every_artefact(fundus_run: Path) -> None:
     assert "data:image/png;base64" in html and "Metrics (val)" in html
 
 
+def test_resume_of_a_finished_run_keeps_its_progress(fundus_run: Path) -> None:
+    before = (fundus_run / "metrics.jsonl").read_text()
+    assert api.resume(fundus_run) == fundus_run
+    assert (fundus_run / "metrics.jsonl").read_text() == before  # the budget was spent: nothing redone
+    assert (fundus_run / "report.html").is_file()
+
+
 def test_predict_keeps_geometry_and_format(fundus_run: Path, fundus: Path, tmp_path: Path) -> None:
     spec = load_dataset(fundus)
     out = tmp_path / "masks"

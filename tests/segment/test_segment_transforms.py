@@ -93,3 +93,15 @@ def test_patch_stream_oversamples_foreground() -> None:
     batch = next(iter(PatchDataset([pre], plan, seed=0)))
     assert batch["image"].shape == (8, 1, 16, 16) and batch["label"].shape == (8, 1, 16, 16)
     assert all(batch["label"][i].sum() > 0 for i in range(8))
+
+
+def test_region_loss_is_binary_per_region() -> None:
+    """Overlapping regions: the loss must treat each channel as its own sigmoid problem."""
+    from medsight.tasks.segment.task import DiceBCELoss
+
+    target = torch.zeros(1, 3, 4, 4)
+    target[:, :, 1:3, 1:3] = 1  # the same voxels in all three nested regions
+    perfect = (target * 2 - 1) * 20  # logits that agree with the target in every channel
+    loss = DiceBCELoss(batch=True)
+    assert float(loss(perfect, target)) < 1e-3
+    assert float(loss(-perfect, target)) > 1.0

@@ -58,10 +58,14 @@ class SegmentTask:
     def _build_loss(self) -> nn.Module:
         from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceFocalLoss
 
-        region = self.plan.regions is not None
-        cls = DiceFocalLoss if self.plan.loss == "dice_focal" else DiceCELoss
-        kwargs: dict[str, Any] = {"sigmoid": True} if region else {"softmax": True, "to_onehot_y": True}
-        base = cls(batch=True, smooth_nr=1e-5, smooth_dr=1e-5, **kwargs)
+        smooth = {"batch": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5}
+        if self.plan.loss == "dice_focal":
+            kwargs = {"sigmoid": True} if self.plan.regions else {"softmax": True, "to_onehot_y": True}
+            base: nn.Module = DiceFocalLoss(**kwargs, **smooth)
+        elif self.plan.regions:
+            base = DiceBCELoss(**smooth)
+        else:
+            base = DiceCELoss(softmax=True, to_onehot_y=True, **smooth)
         return DeepSupervisionLoss(base, weight_mode="exp") if self.plan.deep_supervision else base
 
     # ------------------------------------------------------------------ train / validate
@@ -171,6 +175,24 @@ class SegmentTask:
             pix = pixel_metrics(pred.probabilities, ref.label.array[0] == self.plan.label_values[1], roi=roi)
             rows[0].update({f"pixel_{k}": v for k, v in pix.items()})
         return [{"case_id": pred.case_id, **r} for r in rows]
+
+
+class DiceBCELoss(nn.Module):
+    """Dice + binary cross-entropy on sigmoid outputs, for region-based training of nested labels.
+
+    MONAI's DiceCELoss applies a softmax cross-entropy to multi-channel targets, which is wrong when
+    regions overlap (a voxel of the enhancing tumour is also in the core and the whole tumour).
+    """
+
+    def __init__(self, **dice_kwargs: Any) -> None:
+        super().__init__()
+        from monai.losses import DiceLoss
+
+        self.dice = DiceLoss(sigmoid=True, **dice_kwargs)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.dice(logits, target) + self.bce(logits, target.float())
 
 
 class _HeadOnly(nn.Module):
