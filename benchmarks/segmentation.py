@@ -80,8 +80,8 @@ def ci(values: list[float]) -> dict[str, float]:
 
 def pooled_pixels(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Pixel metrics over all test pixels inside the FOV together (how DRIVE papers report)."""
-    prob = np.concatenate([p[m] for p, _, m in pairs])
-    ref = np.concatenate([r[m] for _, r, m in pairs])
+    prob = np.concatenate([p[m] for p, _, m in pairs])[None]  # (1, N): one 2D "image" of all pixels
+    ref = np.concatenate([r[m] for _, r, m in pairs])[None]
     return pixel_metrics(prob, ref)
 
 
@@ -95,7 +95,7 @@ def bench_drive(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(pixel_metrics(pred.probabilities, ref, roi=fov))
         second = case.extra.get("second_manual")
         if second is not None:
-            human = read_image(second).array.max(axis=0) > 0  # the 2nd manual GIF is stored as RGB
+            human = read_image(second).array.mean(axis=0) > 127  # the 2nd manual: near-black / near-white RGB
             human_pairs.append((human.astype(np.float32), ref, fov))
             human_rows.append(pixel_metrics(human.astype(np.float32), ref, roi=fov))
     keys = ["f1", "auc", "accuracy", "sensitivity", "specificity"]
