@@ -14,8 +14,6 @@ Example::
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from medsight.data.spec import Case, DatasetSpec
 from medsight.data.validate import default_workers
 from medsight.errors import DataError
 from medsight.io import Image, write_image
+from medsight.utils import atomic_folder
 
 _PICTURES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
 
@@ -102,9 +101,7 @@ def convert_to_msd(
     if max(spec.labels.values()) > 255:
         raise DataError(f"dataset {spec.name!r}: {len(spec.labels)} classes do not fit the uint8 label files")
     ending, rgb = _layout(spec)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:
         jobs = [(c, "Tr") for c in spec.train] + [(c, "Ts") for c in spec.test]
         with ThreadPoolExecutor(max_workers=max_workers or default_workers()) as pool:
             list(pool.map(lambda job: _write_case(spec, job[0], job[1], tmp, ending, rgb), jobs))
@@ -112,10 +109,4 @@ def convert_to_msd(
         if "patients" in meta:
             meta["patients"] = {_safe_id(c.case_id): c.patient_id for c in spec.cases if c.patient_id}
         write_dataset_json(tmp, meta)
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest

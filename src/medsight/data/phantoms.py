@@ -15,8 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from medsight.data.phantom_brain import CHANNELS, brain_case
 from medsight.data.phantom_fundus import fundus_case
 from medsight.errors import DataError
 from medsight.io import Image, write_image
+from medsight.utils import atomic_folder
 
 PHANTOMS = {
     "fundus2d": "synthetic colour fundus pictures with a branching vessel tree (vessel = 1)",
@@ -114,10 +113,8 @@ def make_phantom_dataset(
         )
     dest = Path(dest)
     ensure_empty_dest(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     write = _write_fundus if kind == "fundus2d" else _write_brain
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:
         for split, n, stream in (("Tr", n_train, 0), ("Ts", n_test, 1)):
             for i in range(n):
                 write(
@@ -128,10 +125,4 @@ def make_phantom_dataset(
                     size,
                 )
         write_dataset_json(tmp, _meta(kind, n_train, size, seed))
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest
