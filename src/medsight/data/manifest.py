@@ -25,33 +25,10 @@ from medsight.data.reading import label_array, label_values
 from medsight.data.spec import Case, DatasetSpec
 from medsight.errors import DataError
 from medsight.io import read_image
+from medsight.io.readers import split_suffix
 from medsight.utils import cpu_count
 
 _IMAGE_COL = re.compile(r"^image_(\d{4})$")
-_ENDINGS = (
-    ".nii.gz",
-    ".nii",
-    ".nrrd",
-    ".mha",
-    ".mhd",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".bmp",
-    ".npz",
-    ".npy",
-    ".dcm",
-)
-
-
-def _strip_ending(name: str) -> tuple[str, str]:
-    for e in _ENDINGS:
-        if name.lower().endswith(e):
-            return name[: -len(e)], e
-    return Path(name).stem, Path(name).suffix
 
 
 def _image_columns(header: list[str], where: str) -> list[str]:
@@ -88,7 +65,7 @@ def _case_from_row(row: dict[str, str], n: int, cols: list[str], base: Path, whe
     if missing:
         raise DataError(f"{where} row {n}: empty {', '.join(missing)}")
     images = tuple((base / row[c]) for c in cols)
-    stem, _ = _strip_ending(images[0].name)
+    stem, _ = split_suffix(images[0].name)
     case_id = row.get("case_id") or (stem[:-5] if re.search(r"_\d{4}$", stem) else stem)
     split = (row.get("split") or "train").lower()
     if split not in ("train", "test"):
@@ -144,9 +121,9 @@ def load_manifest(path: str | Path) -> DatasetSpec:
     labels = {"background": 0, **{f"class_{i}": v for i, v in enumerate(values[1:], start=1)}}
     labels, _, label_map = make_consecutive(labels)
     first = (train or test)[0].images[0]
-    _, ending = _strip_ending(first.name)
+    _, ending = split_suffix(first.name)
     return DatasetSpec(
-        name=_strip_ending(path.name)[0],
+        name=split_suffix(path.name)[0],
         root=path.parent,
         train=train,
         test=test,

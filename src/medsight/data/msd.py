@@ -25,10 +25,10 @@ from typing import Any
 from medsight.data.labels import check_labels, make_consecutive, parse_labels
 from medsight.data.spec import Case, DatasetSpec
 from medsight.errors import DataError
+from medsight.io.readers import split_suffix
 from medsight.utils import atomic_write_text
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
-_KNOWN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff", ".jpg", ".bmp", ".npz")
 
 
 def is_msd_folder(path: Path) -> bool:
@@ -76,9 +76,9 @@ def _file_ending(meta: dict[str, Any], root: Path) -> str:
     if isinstance(ending, str) and ending:
         return ending if ending.startswith(".") else "." + ending
     for p in _visible(root / "imagesTr"):
-        for e in _KNOWN_ENDINGS:
-            if p.name.lower().endswith(e):
-                return e
+        ending = split_suffix(p)[1]
+        if ending:
+            return ending
     raise DataError(f"{root}/dataset.json: 'file_ending' is missing and imagesTr/ holds no known image files")
 
 
