@@ -71,15 +71,9 @@ def to_sitk(image: Image) -> Any:
     """The SimpleITK image for ``image`` (integer maps in the smallest fitting type, floats as float32)."""
     import SimpleITK as sitk
 
-    from medsight.io.readers import smallest_int_dtype
+    from medsight.io.readers import normalise_dtype
 
-    arr = np.asarray(image.array)
-    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(smallest_int_dtype(arr), copy=False)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32, copy=False)
-    else:
-        raise DataError(f"ITK writer: unsupported array dtype {arr.dtype} (expected integer, bool or float)")
+    arr = normalise_dtype(image.array, "ITK")
     zyx = np.transpose(arr, (*range(image.ndim, 0, -1), 0))  # (k, j, i, C)
     vector = image.channels > 1
     img = sitk.GetImageFromArray(np.ascontiguousarray(zyx if vector else zyx[..., 0]), isVector=vector)

@@ -107,17 +107,9 @@ def storage_array(image: Image) -> np.ndarray:
 
     A 2D image with several channels is stored in the 5D vector layout ``(x, y, 1, 1, C)``.
     """
-    from medsight.io.readers import smallest_int_dtype
+    from medsight.io.readers import normalise_dtype
 
-    arr = np.asarray(image.array)
-    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(smallest_int_dtype(arr), copy=False)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32, copy=False)
-    else:
-        raise DataError(
-            f"NIfTI writer: unsupported array dtype {arr.dtype} (expected integer, bool or float)"
-        )
+    arr = normalise_dtype(image.array, "NIfTI")
     if arr.shape[0] == 1:
         return arr[0]
     if image.ndim == 2:

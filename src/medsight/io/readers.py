@@ -201,6 +201,20 @@ def has_nonfinite(image: Image | np.ndarray) -> bool:
     return not bool(np.isfinite(arr).all())
 
 
+def normalise_dtype(arr: np.ndarray, writer: str) -> np.ndarray:
+    """Integer and bool maps in the smallest fitting integer type, floats as float32.
+
+    Raises:
+        DataError: any other dtype (``writer`` names the format in the message).
+    """
+    arr = np.asarray(arr)
+    if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(smallest_int_dtype(arr), copy=False)
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float32, copy=False)
+    raise DataError(f"{writer} writer: unsupported array dtype {arr.dtype} (expected integer, bool or float)")
+
+
 def smallest_int_dtype(array: np.ndarray) -> np.dtype:
     """The smallest of uint8, int16, int32, int64 that holds every value of an integer/bool array."""
     if array.dtype == bool or array.size == 0:

@@ -102,7 +102,8 @@ def evaluate_cases(
     if not labelled:
         raise DataError(f"split {split!r} of {spec.name}: no case has a reference label to evaluate against")
     task, model = load_model(run)
-    task.plan = task.plan.model_copy(update={"postprocess_lcc": False})
+    if choose_postprocessing:  # score without it first; otherwise the run's own choice applies
+        task.plan = task.plan.model_copy(update={"postprocess_lcc": False})
     rows, rows_lcc, overlays = [], [], []
 
     def on_case(pred: Prediction, data: CaseData) -> None:

@@ -138,8 +138,8 @@ class SegmentTask:
         labels = self._to_label_map(full)
         if self.plan.postprocess_lcc:
             labels = largest_components(labels, self.plan.label_values[1:])
-        keep = full if full[0].numel() <= MAX_AUC_PIXELS else None
-        fg = None if keep is None or region or keep.shape[0] != 2 else keep[1].numpy().astype(np.float32)
+        binary = not region and full.shape[0] == 2 and full[0].numel() <= MAX_AUC_PIXELS
+        fg = full[1].numpy().astype(np.float32) if binary else None  # kept for pixel AUC
         output = sample.image.with_array(labels[None], kind="label")
         return Prediction(case_id=sample.case.case_id, output=output, probabilities=fg)
 
