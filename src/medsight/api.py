@@ -21,8 +21,15 @@ from medsight.runs import Run, create_run, open_run
 log = logging.getLogger(__name__)
 
 
+TASK_NAMES = ("segment", "classify")
+
+
 def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> tuple[Any, Any, Any]:
-    """Load, validate and fingerprint a dataset, and plan for it: (spec, fingerprint, plan)."""
+    """Load, validate and describe a dataset, and plan for it: (data, fingerprint or description, plan)."""
+    if config.task == "classify":
+        return _prepare_classify(dataset, config, measure)
+    if config.task != "segment":
+        raise ConfigError(f"task: {config.task!r} is not available; known: {', '.join(TASK_NAMES)}")
     from medsight.data import fingerprint_dataset, load_dataset
     from medsight.data.validate import raise_on_issues
     from medsight.planning import plan_dataset
@@ -39,6 +46,21 @@ def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> 
         time_budget_s=config.train.time_budget_seconds,
     )
     return spec, fp, plan
+
+
+def _prepare_classify(dataset: str | Path, config: RunConfig, measure: bool) -> tuple[Any, Any, Any]:
+    from medsight.data.classification import load_classification
+    from medsight.engine import resolve_device
+    from medsight.planning.classify import plan_classification
+
+    data = load_classification(dataset, problem=config.plan.get("problem"))
+    plan = plan_classification(
+        data,
+        device=str(resolve_device(config.train.device)),
+        measure=measure,
+        time_budget_s=config.train.time_budget_seconds,
+    )
+    return data, data.describe(), plan.with_overrides(config.plan)
 
 
 def train(
@@ -67,15 +89,14 @@ def train(
     )
 
     cfg = _config(config, overrides, task=task, dataset=str(dataset), out=out)
-    if cfg.task != "segment":
-        raise ConfigError(f"task: {cfg.task!r} is not available yet; known: segment")
     owns_group = setup_distributed()  # under torchrun: rank 0 plans and creates the run, all ranks train
     try:
         main = dist_info().is_main
         if main:
             spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
             run = create_run(cfg, plan, spec.name)
-            _folds(run, spec)
+            if cfg.task == "segment":
+                _folds(run, spec)
             log.info("run folder: %s", run.path)
         return _train_run(broadcast_object(str(run.path) if main else None))
     finally:
@@ -103,9 +124,14 @@ def _train_run(run_dir: str | Path) -> Path:
     from medsight.tasks.segment.pipeline import train_segmentation
 
     run = open_run(run_dir)
-    spec = load_dataset(run.config.data.dataset)
     main = dist_info().is_main
-    train_segmentation(run, spec, _folds(run, spec), evaluate=main)
+    if run.config.task == "classify":
+        from medsight.tasks.classify.pipeline import train_classification
+
+        train_classification(run, evaluate=main)
+    else:
+        spec = load_dataset(run.config.data.dataset)
+        train_segmentation(run, spec, _folds(run, spec), evaluate=main)
     if main:
         build_report(run.path)
     return run.path
@@ -135,9 +161,16 @@ def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, 
 def predict(
     run_dir: str | Path, input: str | Path, output: str | Path, *, tta: bool | None = None
 ) -> list[Path]:
-    """Segment every image under ``input`` and write label maps into ``output`` in the input's
-    geometry and format (DICOM series in -> NIfTI out). Returns the written paths."""
+    """Run a trained model on every image under ``input``. Segmentation: label maps in ``output`` in
+    the input's geometry and format (DICOM series in -> NIfTI out). Classification: one CSV
+    (``output`` ending in .csv, else ``output/predictions.csv``) with a probability column per class
+    and the predicted label. Returns the written paths."""
     from medsight.tasks.segment.predictor import Predictor
+
+    if open_run(run_dir).config.task == "classify":
+        from medsight.tasks.classify.predictor import predict_path
+
+        return [predict_path(run_dir, input, output, tta=tta)]
 
     predictor = Predictor.from_run(run_dir, tta=tta)
     return predictor.predict_path(Path(input), Path(output))
@@ -158,6 +191,14 @@ def evaluate(
     from medsight.tasks.segment.pipeline import evaluate_cases
 
     run = open_run(run_dir)
+    if run.config.task == "classify":
+        if input is not None or reference is not None:
+            raise ConfigError("evaluate: --input/--reference are for segmentation; classify scores --split")
+        from medsight.tasks.classify.pipeline import evaluate_split
+
+        summary = evaluate_split(run, split)
+        build_report(run.path)
+        return summary
     if input is not None or reference is not None:
         if input is None or reference is None:
             raise ConfigError("evaluate: --input and --reference go together")

@@ -23,7 +23,8 @@ import yaml
 
 from medsight.config import RunConfig
 from medsight.errors import ConfigError, RunError
-from medsight.planning.plan import Plan
+from medsight.planning import plan_class
+from medsight.planning.plan import PlanBase
 from medsight.utils import atomic_write_text, cpu_count
 
 
@@ -33,7 +34,7 @@ class Run:
 
     path: Path
     config: RunConfig
-    plan: Plan
+    plan: Any  # the task's plan: medsight.planning.Plan, ClassifyPlan ...
 
     @property
     def checkpoint(self) -> Path:
@@ -44,7 +45,7 @@ class Run:
     def eval_dir(self, split: str) -> Path:
         return self.path / "eval" / split
 
-    def save_plan(self, plan: Plan) -> None:
+    def save_plan(self, plan: PlanBase) -> None:
         self.plan = plan
         plan.save(self.path / "plan.json")
 
@@ -76,7 +77,7 @@ def new_run_dir(config: RunConfig, dataset_name: str) -> Path:
     return path
 
 
-def create_run(config: RunConfig, plan: Plan, dataset_name: str) -> Run:
+def create_run(config: RunConfig, plan: PlanBase, dataset_name: str) -> Run:
     """Create a run folder and write config.yaml, plan.json and env.json into it."""
     path = new_run_dir(config, dataset_name)
     atomic_write_text(path / "config.yaml", config.to_yaml())
@@ -98,7 +99,7 @@ def open_run(path: str | Path) -> Run:
     except Exception as exc:
         raise RunError(f"{p / 'config.yaml'}: unreadable run config ({exc})") from exc
     try:
-        plan = Plan.load(p / "plan.json")
+        plan = plan_class(config.task).load(p / "plan.json")
     except ConfigError as exc:
         raise RunError(str(exc)) from exc
     return Run(p, config, plan)

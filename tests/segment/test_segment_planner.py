@@ -106,3 +106,38 @@ def test_overrides_apply_and_unknown_field_is_named() -> None:
         plan.with_overrides({"patch_sise": [32, 32]})
     with pytest.raises(ConfigError, match="plan.batch_size"):
         plan.with_overrides({"batch_size": "many"})
+
+
+def _machine_of_constant_throughput(monkeypatch: pytest.MonkeyPatch, voxels_per_second: float) -> None:
+    """Replace the measured step with a machine that processes a fixed number of voxels per second."""
+    from medsight.planning import planner
+
+    def step_seconds(fp, patch, spacing, width, batch, device):  # noqa: ANN001, ANN202
+        return batch * float(np.prod(patch)) * width / 16 / voxels_per_second
+
+    monkeypatch.setattr(planner, "_measure_step", step_seconds)
+
+
+def test_short_budget_on_many_images_trades_resolution_for_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine_of_constant_throughput(monkeypatch, voxels_per_second=330_000)  # ~0.8 s per 4 x 256^2
+    fp = _fingerprint(2, [[256, 256]] * 1600, [[1.0, 1.0]] * 1600, modality="RGB", channels=3)
+    plan = plan_segmentation(fp, measure=True, time_budget_s=1200)
+    assert plan.target_spacing == [2.0, 2.0]
+    assert plan.patch_size == [128, 128]
+    assert "passes over the training data" in plan.reasons["target_spacing"]
+    assert float(plan.reasons["passes"].split()[0].lstrip("~")) >= 10
+
+
+def test_few_images_or_no_time_budget_keep_full_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine_of_constant_throughput(monkeypatch, voxels_per_second=330_000)
+    drive_like = _fingerprint(2, [[584, 565]] * 20, [[1.0, 1.0]] * 20, modality="RGB", channels=3)
+    assert plan_segmentation(drive_like, measure=True, time_budget_s=1200).target_spacing == [1.0, 1.0]
+    many = _fingerprint(2, [[256, 256]] * 1600, [[1.0, 1.0]] * 1600)
+    plan = plan_segmentation(many, measure=True)
+    assert plan.target_spacing == [1.0, 1.0] and "passes" not in plan.reasons
+
+
+def test_coarsening_stops_at_the_minimum_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    _machine_of_constant_throughput(monkeypatch, voxels_per_second=10_000)  # a very slow machine
+    fp = _fingerprint(2, [[256, 256]] * 1600, [[1.0, 1.0]] * 1600)
+    assert plan_segmentation(fp, measure=True, time_budget_s=600).target_spacing == [2.0, 2.0]

@@ -49,10 +49,16 @@ def fingerprint(
         str, typer.Argument(help="MSD folder, CSV manifest or dataset name (medsight list datasets)")
     ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole fingerprint as JSON.")] = False,
+    task: Annotated[str, typer.Option(help="Task family: segment or classify.")] = "segment",
 ) -> None:
     """What is in the data: shapes, spacings, intensities, classes, and every problem found."""
     from medsight.data import fingerprint_dataset, load_dataset
 
+    if task == "classify":
+        from medsight.data.classification import load_classification
+
+        _echo_json(load_classification(dataset).describe())
+        return
     fp = fingerprint_dataset(load_dataset(dataset))
     if json_out:
         typer.echo(fp.to_json())
@@ -97,7 +103,7 @@ def plan(
 
 @app.command()
 def train(
-    task: Annotated[str, typer.Argument(help="Task family: segment.")],
+    task: Annotated[str, typer.Argument(help="Task family: segment or classify.")],
     dataset: Annotated[str | None, typer.Argument(help="MSD folder, CSV manifest or dataset name")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
     set_: SetOption = None,
@@ -131,7 +137,7 @@ def predict(
     output: Annotated[Path, typer.Option(help="Output folder (or file, for one input).")],
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")] = None,
 ) -> None:
-    """Segment images with a trained run; outputs keep the input's geometry."""
+    """Segment (label maps in the input's geometry) or classify (one CSV) images with a trained run."""
     from medsight import api
 
     for path in api.predict(run, input, output, tta=tta):
@@ -151,7 +157,7 @@ def evaluate(
     from medsight import api
 
     summary = api.evaluate(run, split=split, input=input, reference=reference)
-    _echo_json(summary.get("mean", summary))
+    _echo_json(summary.get("mean") or summary.get("all") or summary)
 
 
 @app.command()
@@ -173,7 +179,8 @@ def list_(what: Annotated[str, typer.Argument(help="models, tasks or datasets")]
 
         names = MODELS.names()
     elif what == "tasks":
-        import medsight.tasks.segment  # noqa: F401  (registers the task)
+        import medsight.tasks.classify  # noqa: F401  (registers the task)
+        import medsight.tasks.segment  # noqa: F401
         from medsight.tasks import TASKS
 
         names = TASKS.names()
@@ -187,6 +194,44 @@ def list_(what: Annotated[str, typer.Argument(help="models, tasks or datasets")]
         raise typer.BadParameter(f"expected models, tasks or datasets, got {what!r}")
     for name in names:
         typer.echo(name)
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Option(help="A classification run folder.")],
+    input: Annotated[Path, typer.Option(help="An image, a folder of images or a CSV manifest.")],
+    output: Annotated[Path, typer.Option(help="Folder for the explanation PNGs.")] = Path("explanations"),
+    method: Annotated[str, typer.Option(help="gradcam or occlusion.")] = "gradcam",
+    target: Annotated[str | None, typer.Option(help="Class to explain (default: the predicted one).")] = None,
+) -> None:
+    """Grad-CAM or occlusion-sensitivity maps of a classifier's decision, one PNG per input."""
+    from medsight.tasks.classify.explaining import explain_path
+
+    for path in explain_path(run, input, output, method=method, target=target):
+        typer.echo(str(path))
+
+
+datasets_app = typer.Typer(no_args_is_help=True, help="Fetch public datasets.")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    collection: Annotated[str, typer.Argument(help="medmnist")],
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. pneumoniamnist.")],
+    size: Annotated[int, typer.Option(help="Image size: 28, 64, 128 or 224 (3D: 28 or 64).")] = 28,
+    root: Annotated[
+        Path, typer.Option(help="Folder to keep the file in (a file already there is reused).")
+    ] = Path("data/medmnist"),
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the MD5 check.")] = False,
+    timeout: Annotated[float, typer.Option(help="Network timeout, seconds.")] = 60,
+) -> None:
+    """Download a dataset file from its official source and check its checksum."""
+    if collection != "medmnist":
+        raise typer.BadParameter(f"unknown collection {collection!r}; known: medmnist")
+    from medsight.data.medmnist import fetch_medmnist
+
+    typer.echo(str(fetch_medmnist(name, size, root=root, verify=not no_verify, timeout=timeout)))
 
 
 @app.command()

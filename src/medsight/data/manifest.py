@@ -31,7 +31,7 @@ from medsight.utils import cpu_count
 _IMAGE_COL = re.compile(r"^image_(\d{4})$")
 
 
-def _image_columns(header: list[str], where: str) -> list[str]:
+def image_columns(header: list[str], where: str) -> list[str]:
     if "image" in header:
         return ["image"]
     cols = sorted((h for h in header if _IMAGE_COL.match(h)), key=lambda h: int(h[6:]))
@@ -47,7 +47,7 @@ def _image_columns(header: list[str], where: str) -> list[str]:
     return cols
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -103,8 +103,8 @@ def load_manifest(path: str | Path) -> DatasetSpec:
             unreadable first image / label file.
     """
     path = Path(path)
-    header, rows = _read_rows(path)
-    cols = _image_columns(header, str(path))
+    header, rows = read_rows(path)
+    cols = image_columns(header, str(path))
     train: list[Case] = []
     test: list[Case] = []
     seen: dict[str, int] = {}

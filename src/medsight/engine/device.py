@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +36,12 @@ def autocast_factory(device: torch.device, amp: bool) -> Callable[[], Any]:
 
 
 def configure_threads(world_size: int = 1) -> int:
-    """Give this process its share of the cores (``cores // world_size``, at least 1); return it."""
+    """Give this process its share of the cores (``cores // world_size``, at least 1, and at most
+    ``$OMP_NUM_THREADS`` when the user set it); return it."""
     threads = max(1, cpu_count() // max(1, world_size))
+    user = os.environ.get("OMP_NUM_THREADS", "")
+    if user.isdigit() and int(user) > 0:
+        threads = min(threads, int(user))
     torch.set_num_threads(threads)
     return threads
 

@@ -119,7 +119,7 @@ class MetricTable:
         folder = Path(folder)
         summary = self.summary(n_boot=n_boot)
         atomic_write_text(folder / "per_case.csv", self.to_csv())
-        atomic_write_text(folder / "summary.json", json.dumps(_finite(summary), indent=2))
+        atomic_write_text(folder / "summary.json", json.dumps(json_safe(summary), indent=2))
         return summary
 
     @classmethod
@@ -153,14 +153,14 @@ def _as_float(v: Any) -> float:
     return float(v) if _is_number(v) else math.nan
 
 
-def _finite(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON has no NaN: write None instead."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _finite(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -80,6 +80,7 @@ def build_model(
     )
 
 
+from medsight.models import classification as _classification  # noqa: E402,F401  (registers classifiers)
 from medsight.models import segmentation as _segmentation  # noqa: E402,F401  (registers the builders)
 from medsight.models.segmentation import DynUNetTopology, dynunet_topology  # noqa: E402
 

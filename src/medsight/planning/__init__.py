@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medsight.planning.plan import ChannelNorm, Plan
+from medsight.planning.plan import ChannelNorm, Plan, PlanBase
 from medsight.planning.planner import CPU_BUDGET, GPU_BUDGET, DeviceBudget, device_budget, plan_segmentation
 
 
@@ -35,12 +35,23 @@ def plan_dataset(
     return plan.with_overrides(overrides or {})
 
 
+def plan_class(task: str) -> type[PlanBase]:
+    """The plan model of a task family (what its plan.json holds)."""
+    if task == "classify":
+        from medsight.planning.classify import ClassifyPlan
+
+        return ClassifyPlan
+    return Plan
+
+
 __all__ = [
     "CPU_BUDGET",
     "GPU_BUDGET",
     "ChannelNorm",
     "DeviceBudget",
     "Plan",
+    "PlanBase",
+    "plan_class",
     "device_budget",
     "plan_dataset",
     "plan_segmentation",

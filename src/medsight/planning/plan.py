@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,10 +28,52 @@ class ChannelNorm(BaseModel):
     use_mask: bool = False
 
 
-class Plan(BaseModel):
-    """What a task will train with. Saved as plan.json; ``--set plan.<field>=...`` overrides a field."""
+class PlanBase(BaseModel):
+    """What every task's plan can do: save, load, and take ``--set plan.<field>=...`` overrides."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def save(self, path: str | Path) -> None:
+        from medsight.utils import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        p = Path(path)
+        try:
+            return cls.model_validate_json(p.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{p}: plan.json not found") from exc
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{p}: invalid plan ({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
+            ) from exc
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Self:
+        """Apply user overrides (from ``plan:`` in the config or ``--set plan.x=...``)."""
+        if not overrides:
+            return self
+        data = self.model_dump()
+        unknown = [k for k in overrides if k not in data]
+        if unknown:
+            from medsight.errors import did_you_mean
+
+            k = unknown[0]
+            raise ConfigError(f"plan.{k}: no such plan field{did_you_mean(k, list(data))}")
+        data.update(overrides)
+        data["reasons"] = {**data["reasons"], **{k: "set by the user" for k in overrides}}
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(
+                f"plan.{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+            ) from exc
+
+
+class Plan(PlanBase):
+    """What a task will train with. Saved as plan.json; ``--set plan.<field>=...`` overrides a field."""
 
     task: str = "segment"
     dataset: str = ""
@@ -60,41 +102,3 @@ class Plan(BaseModel):
     def out_channels(self) -> int:
         """Network output channels: one per region (sigmoid) or one per class (softmax)."""
         return len(self.regions) if self.regions else len(self.class_names)
-
-    def save(self, path: str | Path) -> None:
-        from medsight.utils import atomic_write_text
-
-        atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Plan:
-        p = Path(path)
-        try:
-            return cls.model_validate_json(p.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{p}: plan.json not found") from exc
-        except ValidationError as exc:
-            raise ConfigError(
-                f"{p}: invalid plan ({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
-            ) from exc
-
-    def with_overrides(self, overrides: dict[str, Any]) -> Plan:
-        """Apply user overrides (from ``plan:`` in the config or ``--set plan.x=...``)."""
-        if not overrides:
-            return self
-        data = self.model_dump()
-        unknown = [k for k in overrides if k not in data]
-        if unknown:
-            from medsight.errors import did_you_mean
-
-            k = unknown[0]
-            raise ConfigError(f"plan.{k}: no such plan field{did_you_mean(k, list(data))}")
-        data.update(overrides)
-        data["reasons"] = {**data["reasons"], **{k: "set by the user" for k in overrides}}
-        try:
-            return Plan.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(
-                f"plan.{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
-            ) from exc

@@ -1,0 +1,140 @@
+"""The classification task: binary, multi-class, multi-label and ordinal; 2D and 3D; any backbone of
+the model registry (ResNet, DenseNet, EfficientNet, SEResNet, ViT, TransMed).
+
+Losses: cross-entropy (class-weighted when the plan says so) for single-label problems, BCE with a
+per-label positive weight for multi-label ones. Probabilities: softmax, or a sigmoid per label.
+Inference averages the probabilities over flips (``plan.tta``) along the plan's flip axes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsight.config import TrainConfig
+from medsight.metrics import MetricTable
+from medsight.planning.classify import ClassifyPlan
+from medsight.tasks import TASKS
+from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
+from medsight.transforms.classification import to_input
+
+
+@TASKS.register("classify")
+class ClassifyTask:
+    """Implements the Task contract for image classification."""
+
+    name = "classify"
+    monitor = "val_auc"
+    monitor_mode = "max"
+
+    def __init__(self, plan: ClassifyPlan, train_config: TrainConfig | None = None) -> None:
+        self.plan = plan
+        self.train_config = train_config or TrainConfig()
+        self.loss_fn = self._build_loss()
+
+    @property
+    def multilabel(self) -> bool:
+        return self.plan.problem == "multilabel"
+
+    # ------------------------------------------------------------------ model and optimisation
+    def build_model(self, plan: ClassifyPlan | None = None) -> nn.Module:
+        from medsight.models import build_model
+
+        plan = plan or self.plan
+        return build_model(
+            plan.network,
+            spatial_dims=plan.dim,
+            in_channels=plan.in_channels,
+            out_channels=plan.out_channels,
+            patch_size=plan.input_size,
+            **plan.network_kwargs,
+        )
+
+    def configure_optimizers(self, model: nn.Module) -> Optimizers:
+        from medsight.engine import build_optimizer
+
+        config = self.train_config
+        if config.lr is None:  # the plan's learning rate unless the user set one
+            config = config.model_copy(update={"lr": self.plan.lr})
+        return build_optimizer(model, config)
+
+    def _build_loss(self) -> nn.Module:
+        weights = torch.tensor(self.plan.class_weights) if self.plan.class_weights else None
+        if self.multilabel:
+            return nn.BCEWithLogitsLoss(pos_weight=weights)
+        return nn.CrossEntropyLoss(weight=weights)
+
+    def loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        self.loss_fn.to(logits.device)
+        target = label.float() if self.multilabel else label.long()
+        return self.loss_fn(logits.float(), target)
+
+    # ------------------------------------------------------------------ train / validate
+    def training_step(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], step: StepContext
+    ) -> StepOutput:
+        image = batch["image"].to(step.device, non_blocking=True)
+        label = batch["label"].to(step.device, non_blocking=True)
+        with step.autocast():
+            logits = model(image)
+        loss = self.loss(logits, label)
+        return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
+
+    def validation_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = next(model.parameters()).device
+        image, label = batch["image"].to(device), batch["label"].to(device)
+        logits = model(image).float()
+        return {"probs": self.probabilities(logits), "label": label, "loss": self.loss(logits, label)[None]}
+
+    def aggregate_validation(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        from medsight.metrics.classification import point_metrics
+
+        probs = torch.cat([o["probs"] for o in outputs]).cpu().numpy()
+        label = torch.cat([o["label"] for o in outputs]).cpu().numpy()
+        metrics = point_metrics(label, probs, self.plan.problem, self.plan.class_names)["all"]
+        auc = metrics["auc_macro"]
+        return {
+            "val_auc": float(auc) if np.isfinite(auc) else 0.5,
+            "val_accuracy": float(metrics["accuracy"]),
+            "val_loss": float(torch.cat([o["loss"] for o in outputs]).mean()),
+        }
+
+    # ------------------------------------------------------------------ inference
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+
+    def predict_batch(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities of a normalised batch, averaged over flips when ``plan.tta``."""
+        views = [x] + ([x.flip(a + 2) for a in self.plan.flip_axes] if self.plan.tta else [])
+        return torch.stack([self.probabilities(model(v).float()) for v in views]).mean(dim=0)
+
+    def predict(self, model: nn.Module, sample: Any) -> Prediction:
+        """Class probabilities and label of one sample (``medsight.data.classification.Sample``)."""
+        from medsight.metrics.classification import predict_labels
+
+        device = next(model.parameters()).device
+        x = to_input(sample.read(), self.plan)[None].to(device)
+        probs = self.predict_batch(model, x)[0].cpu().numpy()
+        label = predict_labels(probs[None], self.plan.problem, self.plan.thresholds)[0]
+        return Prediction(sample.case_id, output=label, probabilities=probs)
+
+    def evaluate(self, predictions: list[Prediction], references: list[Any]) -> MetricTable:
+        """One row per case: the reference, the prediction, whether they agree, a probability per class."""
+        rows = [self.case_row(p, ref) for p, ref in zip(predictions, references, strict=True)]
+        return MetricTable(rows=rows, keys=["case_id"], info={"cases": len(rows)})
+
+    def case_row(self, pred: Prediction, reference: Any) -> dict[str, Any]:
+        names = self.plan.class_names
+        row: dict[str, Any] = {"case_id": pred.case_id}
+        if self.multilabel:
+            row["reference"] = ";".join(n for n, v in zip(names, reference, strict=True) if v) or "-"
+            row["predicted"] = ";".join(n for n, v in zip(names, pred.output, strict=True) if v) or "-"
+            row["correct"] = bool(np.array_equal(np.asarray(reference), np.asarray(pred.output)))
+        else:
+            row["reference"], row["predicted"] = names[int(reference)], names[int(pred.output)]
+            row["correct"] = int(reference) == int(pred.output)
+        row.update({f"p_{n}": round(float(p), 6) for n, p in zip(names, pred.probabilities, strict=True)})
+        return row
