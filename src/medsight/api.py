@@ -89,7 +89,7 @@ def train(
     )
 
     cfg = _config(config, overrides, task=task, dataset=str(dataset), out=out)
-    owns_group = setup_distributed()  # under torchrun: rank 0 plans and creates the run, all ranks train
+    owns_group = setup_distributed(device=cfg.train.device)  # under torchrun: rank 0 plans, all ranks train
     try:
         main = dist_info().is_main
         if main:
@@ -108,7 +108,7 @@ def resume(run_dir: str | Path) -> Path:
     """Continue a killed ``train`` in its own run folder, from checkpoints/last.pt."""
     from medsight.engine.distributed import cleanup_distributed, setup_distributed
 
-    owns_group = setup_distributed()
+    owns_group = setup_distributed(device=open_run(run_dir).config.train.device)
     try:
         return _train_run(run_dir)
     finally:

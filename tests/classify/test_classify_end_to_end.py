@@ -111,3 +111,41 @@ def test_class_folder_training_makes_patient_folds(tmp_path: Path) -> None:
     run = api.train(folder, task="classify", overrides=quick, out=tmp_path / "runs", measure=False)
     folds = json.loads((run / "splits.json").read_text())
     assert len(folds) == 2 and len(folds[0]["val"]) == 10
+
+
+def test_pretrained_weights_from_a_local_file_start_the_run(run: Path, tmp_path: Path) -> None:
+    weights = run / "checkpoints" / "best.pt"
+    quick = [*QUICK, "train.max_iterations=1", "train.lr=1e-7", f"plan.pretrained={weights}"]
+    again = api.train(
+        open_run(run).config.data.dataset, task="classify", overrides=quick, out=tmp_path, measure=False
+    )
+    summary = json.loads((again / "eval/val/summary.json").read_text())
+    assert summary["all"]["accuracy"]["mean"] >= 0.9  # one tiny step: the accuracy is the pretrained model's
+
+
+def test_3d_volumes_train_and_predict(tmp_path: Path) -> None:
+    """(N, D, H, W) volumes as MedMNIST 3D stores them: a vertical or horizontal rod in a cube."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        vols = rng.integers(0, 40, size=(n, 16, 16, 16)).astype(np.uint8)
+        labels = np.arange(n) % 2
+        for i, y in enumerate(labels):
+            a, b = rng.integers(3, 11, size=2)
+            if y:
+                vols[i, 2:14, a : a + 2, b : b + 2] = 220
+            else:
+                vols[i, a : a + 2, b : b + 2, 2:14] = 220
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = vols, labels[:, None]
+    np.savez(tmp_path / "rods.npz", **arrays)
+    quick = [*QUICK[:3], "train.max_iterations=30", "plan.batch_size=8", "plan.tta=false",
+             "plan.network_kwargs={small_input: true, widen_factor: 0.25}"]  # fmt: skip
+    run = api.train(
+        tmp_path / "rods.npz", task="classify", overrides=quick, out=tmp_path / "runs", measure=False
+    )
+    plan = open_run(run).plan
+    assert plan.dim == 3 and plan.input_size == [16, 16, 16]
+    summary = api.evaluate(run, split="test")
+    assert summary["all"]["auc"]["mean"] >= 0.75

@@ -28,6 +28,13 @@ def test_resolve_device_and_autocast() -> None:
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"local rank 1.*only 1 GPU\(s\).*train.device=cpu"):
+        resolve_device("auto", local_rank=1)
+
+
 def test_move_to_device_keeps_structure() -> None:
     Pair = namedtuple("Pair", "a b")
     batch = {"x": torch.ones(2), "meta": ["id", (torch.zeros(1), 3)], "p": Pair(torch.ones(1), "s")}

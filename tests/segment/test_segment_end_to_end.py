@@ -159,7 +159,7 @@ def test_cli_lists(tmp_path: Path) -> None:
 
 
 def test_torchrun_two_cpu_processes_train_one_run(fundus: Path, tmp_path: Path) -> None:
-    sets = [x for item in QUICK for x in ("--set", item)]
+    sets = [x for item in [*QUICK, "train.device=cpu"] for x in ("--set", item)]
     cmd = [
         sys.executable,
         "-m",

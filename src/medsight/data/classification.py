@@ -223,7 +223,8 @@ def load_medmnist_file(path: str | Path) -> ClassificationData:
     stem = path.name[: -len(".npz")].lower()
     base = _medmnist_base(stem)
     images, labels = arrays["train"]
-    dim = 3 if base and base.endswith("3d") else 2
+    named_3d = base is not None and base.endswith("3d")
+    dim = 3 if named_3d or (images.ndim == 4 and images.shape[-1] > 4) else 2  # (N, D, H, W), not RGB(A)
     problem, names = _medmnist_meta(base, labels)
     splits = {}
     for split, (imgs, ys) in arrays.items():

@@ -25,6 +25,12 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         raise ConfigError(f"train.device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} was asked for but CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"train.device: {name!r} (process of local rank {local_rank}) but only "
+            f"{torch.cuda.device_count()} GPU(s) are visible; start at most that many processes per machine "
+            "(torchrun --nproc_per_node) or train on the CPU (train.device=cpu)"
+        )
     return device
 
 

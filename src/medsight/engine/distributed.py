@@ -43,8 +43,9 @@ def dist_info() -> DistInfo:
     return DistInfo(int(env.get("RANK", 0)), int(env.get("LOCAL_RANK", 0)), int(env.get("WORLD_SIZE", 1)))
 
 
-def setup_distributed(backend: str | None = None) -> bool:
-    """Initialise the default process group when WORLD_SIZE > 1 and none exists yet.
+def setup_distributed(backend: str | None = None, device: str = "auto") -> bool:
+    """Initialise the default process group when WORLD_SIZE > 1 and none exists yet: NCCL when the
+    processes train on GPUs (``device`` auto or cuda, with CUDA available), else gloo.
 
     Returns True when this call created the group (its caller then owns :func:`cleanup_distributed`).
     """
@@ -52,7 +53,8 @@ def setup_distributed(backend: str | None = None) -> bool:
     if not info.enabled or not dist.is_available() or dist.is_initialized():
         return False
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        on_gpu = torch.cuda.is_available() and not str(device).startswith("cpu")
+        backend = "nccl" if on_gpu else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)

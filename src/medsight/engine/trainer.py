@@ -162,7 +162,7 @@ class Trainer:
         resume: bool = True,
     ) -> FitResult:
         """Train ``model`` in place until the budget is spent; resume from ``last.pt`` when ``resume``."""
-        owns_group = setup_distributed()
+        owns_group = setup_distributed(device=self.config.device)
         try:
             return self._fit(model, train_data, val_data, resume)
         finally:

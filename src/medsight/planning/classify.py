@@ -48,6 +48,7 @@ class ClassifyPlan(PlanBase):
     normalization: list[ChannelNorm]
     network: str = "resnet18"
     network_kwargs: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = None  # a local state-dict file to start from (matching tensors only)
     batch_size: int
     lr: float = 1e-3  # used when train.lr is not set
     class_weights: list[float] | None = None  # CE weight per class, or BCE positive weight per label

@@ -92,9 +92,21 @@ def _eval_sections(split: str, folder: Path) -> list[Section]:
     if any(folder.glob("*.png")):  # optional plots a task writes (ROC curves, confusion matrices)
         out.append((f"plots{tag}", f"Evaluation plots{suffix}", _images_section(folder, "evaluation plots")))
     out.append(
-        (f"overlays{tag}", f"Best and worst cases{suffix}", _images_section(folder / "overlays", "overlays"))
+        (
+            f"overlays{tag}",
+            f"{_overlay_title(folder / 'overlays')}{suffix}",
+            _images_section(folder / "overlays", "overlays"),
+        )
     )
     return out
+
+
+def _overlay_title(folder: Path) -> str:
+    """Classifiers explain right and wrong cases; segmenters show their best and worst."""
+    names = [f.name for f in folder.glob("*.png")] if folder.is_dir() else []
+    if names and all(n.startswith(("right-", "wrong-")) for n in names):
+        return "Explanations of right and wrong cases"
+    return "Best and worst cases"
 
 
 # ------------------------------------------------------------------------------------------------ reading

@@ -100,6 +100,13 @@ def train_classification(run: Run, evaluate: bool = True) -> dict[str, Any]:
     task = ClassifyTask(run.plan, run.config.train)
     trainer = Trainer(task, run.config.train, run.path)
     model = task.build_model()
+    if run.plan.pretrained and not trainer.last_checkpoint.is_file():  # a fresh start, not a resume
+        from medsight.models.pretrained import load_pretrained
+
+        report = load_pretrained(model, run.plan.pretrained)
+        log.info(
+            "%s: %d tensors loaded, skipped %s", run.plan.pretrained, report["loaded"], report["mismatched"]
+        )
     log.info("preparing %d training and %d validation cases", len(train), len(val))
     x, y = stack_inputs(train, run.plan), label_tensor(train, task.multilabel)
     val_data = (
