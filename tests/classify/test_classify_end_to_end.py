@@ -149,3 +149,15 @@ def test_3d_volumes_train_and_predict(tmp_path: Path) -> None:
     assert plan.dim == 3 and plan.input_size == [16, 16, 16]
     summary = api.evaluate(run, split="test")
     assert summary["all"]["auc"]["mean"] >= 0.75
+
+
+@pytest.mark.realdata
+def test_datasets_fetch_cli_reuses_a_local_copy_without_network(data_root: Path) -> None:
+    root = data_root / "medmnist"
+    cmd = [sys.executable, "-m", "medsight.cli.main", "datasets", "fetch", "medmnist", "breastmnist"]
+    ok = subprocess.run(
+        [*cmd, "--root", str(root), "--no-verify"], capture_output=True, text=True, check=True
+    )
+    assert Path(ok.stdout.strip()) == root / "breastmnist.npz"
+    refused = subprocess.run([*cmd, "--root", str(root)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "MD5 mismatch" in refused.stderr  # the shared copy is re-saved

@@ -13,7 +13,8 @@ The choices, each with its reason in ``plan.reasons``:
 5. class imbalance: above IMBALANCE_RATIO between the largest and smallest class, a class-weighted loss
    (weights ~ 1/sqrt(frequency)); multi-label: BCE with a per-label positive weight sqrt(neg/pos);
 6. decision thresholds: chosen on the validation split after training (binary and multi-label) with
-   ``threshold_rule`` and written back into plan.json.
+   ``threshold_rule`` (Youden's J where a label's rarer side has enough validation cases, else 0.5;
+   see ``medsight.tasks.classify.pipeline.youden_thresholds``) and written back into plan.json.
 """
 
 from __future__ import annotations

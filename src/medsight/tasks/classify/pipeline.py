@@ -26,6 +26,7 @@ from medsight.utils import atomic_write_text
 log = logging.getLogger(__name__)
 EVAL_BATCH = 256
 N_EXPLAINED = 3  # right and wrong cases explained in the report
+MIN_THRESHOLD_CASES = 50  # validation cases of the rarer side needed to move a threshold off 0.5
 
 
 def load_run_data(run: Run) -> ClassificationData:
@@ -161,7 +162,6 @@ def evaluate_samples(
     plan's ``threshold_rule`` and saved in plan.json before scoring.
     """
     from medsight.metrics.classification import bootstrap_summary, confusion_matrix, predict_labels
-    from medsight.metrics.classification import choose_thresholds as choose
     from medsight.report.classification_plots import write_classification_plots
 
     task, model = load_model(run)
@@ -170,13 +170,9 @@ def evaluate_samples(
     y = np.array([s.label for s in samples])
     probs = predict_probabilities(task, model, x)
     if choose_thresholds and plan.threshold_rule == "youden" and plan.problem in ("binary", "multilabel"):
-        thresholds = choose(y, probs, plan.problem)
-        reason = f"Youden's J on the {len(samples)} validation cases"
-        run.save_plan(
-            plan.model_copy(
-                update={"thresholds": thresholds, "reasons": {**plan.reasons, "thresholds": reason}}
-            )
-        )
+        thresholds, reason = youden_thresholds(y, probs, plan.problem, plan.class_names)
+        update = {"thresholds": thresholds, "reasons": {**plan.reasons, "thresholds": reason}}
+        run.save_plan(plan.model_copy(update=update))
         plan = task.plan = run.plan
     pred = predict_labels(probs, plan.problem, plan.thresholds)
     out = run.eval_dir(split)
@@ -197,6 +193,25 @@ def evaluate_samples(
     write_classification_plots(out, y, probs, plan.problem, plan.class_names, plan.thresholds)
     _write_explanations(model, x, samples, rows, out / "overlays")
     return summary
+
+
+def youden_thresholds(
+    y: np.ndarray, probs: np.ndarray, problem: str, class_names: list[str]
+) -> tuple[list[float], str]:
+    """Youden's J thresholds on validation; 0.5 for a label whose rarer side has fewer than
+    MIN_THRESHOLD_CASES validation cases (the optimum of so few cases is mostly noise)."""
+    from medsight.metrics.classification import choose_thresholds
+
+    chosen = choose_thresholds(y, probs, problem) or [0.5]
+    positives = y.reshape(len(y), -1).sum(axis=0) if problem == "multilabel" else np.array([y.sum()])
+    rarer = np.minimum(positives, len(y) - positives)
+    kept = [t if n >= MIN_THRESHOLD_CASES else 0.5 for t, n in zip(chosen, rarer, strict=True)]
+    names = class_names if problem == "multilabel" else class_names[1:]
+    fixed = [n for n, c in zip(names, rarer, strict=True) if c < MIN_THRESHOLD_CASES]
+    reason = f"Youden's J on the {len(y)} validation cases"
+    if fixed:
+        reason += f"; 0.5 kept for {', '.join(fixed)} (fewer than {MIN_THRESHOLD_CASES} cases of one side)"
+    return [round(float(t), 6) for t in kept], reason
 
 
 def _write_explanations(
