@@ -19,13 +19,13 @@ The choices, each with its reason in ``plan.reasons``:
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from medsight.planning.plan import ChannelNorm, PlanBase
+from medsight.planning.planner import time_training_step
 
 MAX_SIDE = {"cpu": {2: 128, 3: 64}, "cuda": {2: 224, 3: 96}}
 STEP_PIXELS = {"cpu": {2: 128 * 28 * 28 * 4, 3: 8 * 32**3}, "cuda": {2: 64 * 224 * 224, 3: 16 * 64**3}}
@@ -219,18 +219,7 @@ def _measure_step(data: Any, size: list[int], batch: int, kwargs: dict[str, Any]
         patch_size=size,
         **kwargs,
     ).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x = torch.randn(batch, data.channels, *size, device=device)
-    times = []
-    for _ in range(3):  # one warm-up, then the faster of two
-        start = time.perf_counter()
-        opt.zero_grad()
-        net(x).float().logsumexp(dim=1).mean().backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(min(times[1:]))
+    return time_training_step(net, torch.randn(batch, data.channels, *size, device=device))
 
 
 def _class_weights(data: Any, reasons: dict[str, str]) -> list[float] | None:

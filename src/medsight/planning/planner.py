@@ -331,15 +331,22 @@ def _measure_step(
         base_filters=width,
         res_block=True,
     ).to(device)
+    return time_training_step(net, torch.randn(batch, int(fp.num_channels), *patch, device=device))
+
+
+def time_training_step(net: Any, x: Any) -> float:
+    """Seconds of one training step of ``net`` on batch ``x`` (forward, backward, AdamW update): the
+    faster of two after a warm-up."""
+    import torch
+
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    x = torch.randn(batch, int(fp.num_channels), *patch, device=device)
     times = []
-    for _ in range(3):  # one warm-up, then the fastest of two
+    for _ in range(3):
         start = time.perf_counter()
         opt.zero_grad()
         net(x).float().mean().backward()
         opt.step()
-        if device.startswith("cuda"):
+        if x.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return float(min(times[1:]))
