@@ -47,7 +47,8 @@ def train_and_test(
     dataset: str | Path, budget: str, seed: int, out: Path, extra: list[str]
 ) -> dict[str, Any]:
     """One seed: train, score the test split; wall times and the numbers MedMNIST reports."""
-    from medsight.tasks.classify.pipeline import load_model, predict_probabilities, stack_inputs
+    from medsight.data.classification import load_classification
+    from medsight.metrics import MetricTable
 
     start = time.perf_counter()
     run = api.train(
@@ -59,12 +60,9 @@ def train_and_test(
     train_s = time.perf_counter() - start
     summary = api.evaluate(run, split="test")
     r = open_run(run)
-    task, model = load_model(r)
-    from medsight.data.classification import load_classification
-
-    test = load_classification(r.config.data.dataset, problem=r.plan.problem).splits["test"]
-    probs = predict_probabilities(task, model, stack_inputs(test, r.plan))
-    y = np.array([s.label for s in test])
+    rows = MetricTable.read_csv(run / "eval/test/per_case.csv").rows  # the test probabilities evaluate wrote
+    probs = np.array([[row[f"p_{n}"] for n in r.plan.class_names] for row in rows])
+    y = load_classification(r.config.data.dataset, problem=r.plan.problem).labels("test")
     at_half = point_metrics(y, probs, r.plan.problem, r.plan.class_names, thresholds=None)["all"]
     return {
         "run": run.name,

@@ -41,7 +41,7 @@ def test_training_learns_and_writes_every_artefact(run: Path) -> None:
         assert (run / name).is_file(), name
     for plot in ("roc.png", "confusion.png", "reliability.png"):
         assert (run / "eval/val" / plot).is_file(), plot
-    assert any((run / "eval/val/overlays").glob("right-*.png"))  # Grad-CAM of right cases
+    assert any((run / "eval/val/explanations").glob("right-*.png"))  # Grad-CAM of right cases
     summary = json.loads((run / "eval/val/summary.json").read_text())
     assert summary["all"]["accuracy"]["mean"] >= 0.9
     assert (
@@ -51,6 +51,7 @@ def test_training_learns_and_writes_every_artefact(run: Path) -> None:
     assert plan.problem == "binary" and plan.thresholds is not None and "thresholds" in plan.reasons
     html = (run / "report.html").read_text()
     assert "Metrics (val)" in html and "data:image/png;base64" in html
+    assert "Explanations of right and wrong cases (val)" in html and "Best and worst cases" not in html
 
 
 def test_evaluate_test_split_and_cli(run: Path) -> None:

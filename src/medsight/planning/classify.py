@@ -86,8 +86,8 @@ def image_stats(data: Any, seed: int = 0) -> _Stats:
     arrays = [train[int(i)].read() for i in picks]
     shapes = np.array([a.shape[1:] for a in arrays])
     flat = [np.concatenate([a[c].ravel() for a in arrays]) for c in range(arrays[0].shape[0])]
-    stored = [train[int(i)].array for i in picks[:1]]
-    eight_bit = (stored[0] is not None and stored[0].dtype == np.uint8) or all(
+    stored = train[int(picks[0])].array  # in-memory sources keep their dtype
+    eight_bit = (stored is not None and stored.dtype == np.uint8) or all(
         float(f.min()) >= 0 and float(f.max()) <= 255 and np.allclose(f, np.round(f)) for f in flat
     )
     return _Stats(

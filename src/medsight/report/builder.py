@@ -35,7 +35,8 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
 
     Args:
         run_dir: a run folder (``config.yaml``, ``plan.json``, ``env.json``, ``metrics.jsonl``,
-            ``eval/summary.json``, ``eval/per_case.csv``, ``eval/*.png``, ``eval/overlays/*.png``);
+            ``eval/summary.json``, ``eval/per_case.csv``, ``eval/*.png``, ``eval/overlays/*.png``,
+            ``eval/explanations/*.png``);
             any of them may be missing.
         title: page title; default ``"<task> · <dataset>"`` from the config or plan.
 
@@ -83,7 +84,7 @@ def _eval_folders(eval_root: Path) -> list[tuple[str, Path]]:
 
 
 def _eval_sections(split: str, folder: Path) -> list[Section]:
-    """Metrics, per-case table, plots and overlays of one evaluation folder."""
+    """Metrics, per-case table, plots, and overlays or explanations of one evaluation folder."""
     tag, suffix = (f"-{split}", f" ({split})") if split else ("", "")
     out: list[Section] = [
         (f"metrics{tag}", f"Metrics{suffix}", _summary_section(folder)),
@@ -91,22 +92,19 @@ def _eval_sections(split: str, folder: Path) -> list[Section]:
     ]
     if any(folder.glob("*.png")):  # optional plots a task writes (ROC curves, confusion matrices)
         out.append((f"plots{tag}", f"Evaluation plots{suffix}", _images_section(folder, "evaluation plots")))
-    out.append(
-        (
-            f"overlays{tag}",
-            f"{_overlay_title(folder / 'overlays')}{suffix}",
-            _images_section(folder / "overlays", "overlays"),
+    explanations = folder / "explanations"
+    if explanations.is_dir():  # a classifier's Grad-CAM / occlusion maps of right and wrong cases
+        out.append(
+            (
+                f"explanations{tag}",
+                f"Explanations of right and wrong cases{suffix}",
+                _images_section(explanations, "explanations"),
+            )
         )
-    )
+    if (folder / "overlays").is_dir() or not explanations.is_dir():
+        overlays = _images_section(folder / "overlays", "overlays")
+        out.append((f"overlays{tag}", f"Best and worst cases{suffix}", overlays))
     return out
-
-
-def _overlay_title(folder: Path) -> str:
-    """Classifiers explain right and wrong cases; segmenters show their best and worst."""
-    names = [f.name for f in folder.glob("*.png")] if folder.is_dir() else []
-    if names and all(n.startswith(("right-", "wrong-")) for n in names):
-        return "Explanations of right and wrong cases"
-    return "Best and worst cases"
 
 
 # ------------------------------------------------------------------------------------------------ reading

@@ -110,14 +110,13 @@ def train_classification(run: Run, evaluate: bool = True) -> dict[str, Any]:
         )
     log.info("preparing %d training and %d validation cases", len(train), len(val))
     x, y = stack_inputs(train, run.plan), label_tensor(train, task.multilabel)
-    val_data = (
-        validation_batches(stack_inputs(val, run.plan), label_tensor(val, task.multilabel)) if val else None
-    )
+    x_val = stack_inputs(val, run.plan) if val else None
+    val_data = validation_batches(x_val, label_tensor(val, task.multilabel)) if x_val is not None else None
     seed = run.config.train.seed + 1000 * dist_info().rank
     trainer.fit(model, ShuffledBatches(x, y, run.plan, seed), val_data)
     if not val or not evaluate:
         return {}
-    return evaluate_samples(run, val, "val", choose_thresholds=True)
+    return evaluate_samples(run, val, "val", choose_thresholds=True, inputs=x_val)
 
 
 def load_model(run: Run, device: str = "auto") -> tuple[ClassifyTask, torch.nn.Module]:
@@ -154,19 +153,24 @@ def evaluate_split(run: Run, split: str) -> dict[str, Any]:
 
 
 def evaluate_samples(
-    run: Run, samples: list[Sample], split: str, choose_thresholds: bool = False
+    run: Run,
+    samples: list[Sample],
+    split: str,
+    choose_thresholds: bool = False,
+    inputs: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Predict and score ``samples``; write eval/<split>/ (per_case.csv, summary.json, plots, explanations).
 
     With ``choose_thresholds`` (validation), the decision thresholds are chosen on these cases with the
-    plan's ``threshold_rule`` and saved in plan.json before scoring.
+    plan's ``threshold_rule`` and saved in plan.json before scoring. ``inputs``: the samples already
+    prepared by :func:`stack_inputs` (training has them for validation), else they are prepared here.
     """
     from medsight.metrics.classification import bootstrap_summary, confusion_matrix, predict_labels
     from medsight.report.classification_plots import write_classification_plots
 
     task, model = load_model(run)
     plan = run.plan
-    x = stack_inputs(samples, plan)
+    x = stack_inputs(samples, plan) if inputs is None else inputs
     y = np.array([s.label for s in samples])
     probs = predict_probabilities(task, model, x)
     if choose_thresholds and plan.threshold_rule == "youden" and plan.problem in ("binary", "multilabel"):
@@ -191,7 +195,7 @@ def evaluate_samples(
     }
     atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2))
     write_classification_plots(out, y, probs, plan.problem, plan.class_names, plan.thresholds)
-    _write_explanations(model, x, samples, rows, out / "overlays")
+    _write_explanations(model, x, samples, rows, out / "explanations")
     return summary
 
 
