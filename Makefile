@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# the CPU wheel first, pinned, so no dependency pulls a CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dicom,dev]"
+	$(PY) -m pip install --quiet -e ".[dicom,deploy,dev]"
+	$(PY) -m pip install --quiet --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -29,6 +29,7 @@ _EXPORTS = {
     "train": "medsight.api",
     "predict": "medsight.api",
     "evaluate": "medsight.api",
+    "export": "medsight.api",
     "MedsightError": "medsight.errors",
     "DataError": "medsight.errors",
     "ConfigError": "medsight.errors",

@@ -43,7 +43,7 @@ def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> 
         device=config.train.device,
         measure=measure,
         overrides=config.plan,
-        time_budget_s=config.train.time_budget_seconds,
+        time_budget_s=planning_budget(config),
     )
     return spec, fp, plan
 
@@ -58,9 +58,18 @@ def _prepare_classify(dataset: str | Path, config: RunConfig, measure: bool) -> 
         data,
         device=str(resolve_device(config.train.device)),
         measure=measure,
-        time_budget_s=config.train.time_budget_seconds,
+        time_budget_s=planning_budget(config),
     )
     return data, data.describe(), plan.with_overrides(config.plan)
+
+
+def planning_budget(config: RunConfig) -> float | None:
+    """The time budget the planner sizes the network for: with adversarial training each step also runs
+    the attack (``steps`` more forward-backward passes, one more for TRADES), so the budget is divided."""
+    budget, adversarial = config.train.time_budget_seconds, config.train.adversarial
+    if budget is None or adversarial is None:
+        return budget
+    return budget / (1 + adversarial.steps + (adversarial.method == "trades"))
 
 
 def train(
@@ -159,21 +168,76 @@ def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, 
 
 
 def predict(
-    run_dir: str | Path, input: str | Path, output: str | Path, *, tta: bool | None = None
+    run_dir: str | Path | None = None,
+    input: str | Path | None = None,
+    output: str | Path | None = None,
+    *,
+    model: str | Path | None = None,
+    tta: bool | None = None,
+    overwrite: bool = False,
+    shard: str | tuple[int, int] | None = None,
+    dicom: bool | None = None,
 ) -> list[Path]:
     """Run a trained model on every image under ``input``. Segmentation: label maps in ``output`` in
     the input's geometry and format (DICOM series in -> NIfTI out). Classification: one CSV
     (``output`` ending in .csv, else ``output/predictions.csv``) with a probability column per class
-    and the predicted label. Returns the written paths."""
-    from medsight.tasks.segment.predictor import Predictor
+    and the predicted label. Returns the output paths.
 
+    The model is a run folder (``run_dir``, PyTorch) or an export folder (``model``, written by
+    :func:`export`: ONNX Runtime, without torch); give exactly one.
+
+    Batch runs resume: cases whose output exists (segmentation) or that have a row (classification)
+    are skipped unless ``overwrite``. ``shard="I/N"`` (default: torchrun's RANK / WORLD_SIZE) predicts
+    every N-th case by sorted case id; see :mod:`medsight.deploy.batch`.
+
+    With a run folder, DICOM inputs also get DICOM results (``dicom=None``: when possible; ``True``:
+    required; ``False``: none): a DICOM SEG ``<case>.seg.dcm`` beside each series' label map
+    (segmentation; the input a series folder or zip), a Comprehensive SR ``<input>.sr.dcm`` beside the
+    CSV (classification). See :mod:`medsight.deploy.dicom_seg` and :mod:`medsight.deploy.dicom_sr`."""
+    if (run_dir is None) == (model is None):
+        raise ConfigError(
+            "predict: give exactly one of --run (a run folder) and --model (an export folder), "
+            f"got {'both' if model is not None else 'neither'}"
+        )
+    if input is None or output is None:
+        raise ConfigError(f"predict: --input and --output are required (got input={input}, output={output})")
+    from medsight.deploy.batch import resolve_shard
+
+    resolve_shard(shard)  # a bad --shard fails before a model is loaded
+    if model is not None:
+        from medsight.deploy.runtime import OnnxPredictor
+
+        return OnnxPredictor(model, tta=tta).predict_path(input, output, overwrite=overwrite, shard=shard)
     if open_run(run_dir).config.task == "classify":
         from medsight.tasks.classify.predictor import predict_path
 
-        return [predict_path(run_dir, input, output, tta=tta)]
+        table = predict_path(run_dir, input, output, tta=tta, overwrite=overwrite, shard=shard)
+        if dicom is False:
+            return [table]
+        from medsight.deploy.dicom_sr import classification_srs
+
+        name = open_run(run_dir).path.name
+        return [table, *classification_srs(table, name, required=bool(dicom), overwrite=overwrite)]
+    from medsight.tasks.segment.predictor import Predictor
 
     predictor = Predictor.from_run(run_dir, tta=tta)
-    return predictor.predict_path(Path(input), Path(output))
+    outputs = predictor.predict_path(Path(input), Path(output), overwrite=overwrite, shard=shard)
+    if dicom is False:
+        return outputs
+    from medsight.deploy.dicom_seg import dicom_segs
+
+    return outputs + dicom_segs(run_dir, Path(input), outputs, required=bool(dicom), overwrite=overwrite)
+
+
+def export(
+    run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *, force: bool = False
+) -> Path:
+    """Export a run's network (``format``: ``onnx`` or ``torchscript``) with its pre/post-processing
+    spec (deploy.json) to the folder ``out``; ``predict(model=out, ...)`` runs it. An existing
+    non-empty ``out`` is an error unless ``force``. See :mod:`medsight.deploy.export`."""
+    from medsight.deploy.export import export_run
+
+    return export_run(run_dir, format, out, force=force)
 
 
 def evaluate(
@@ -206,14 +270,14 @@ def evaluate(
         cases, split = spec.train, "custom"
     else:
         spec = load_dataset(run.config.data.dataset)
-        cases = _split_cases(run, spec, split)
+        cases = split_cases(run, spec, split)
     summary = evaluate_cases(run, spec, cases, split)
     build_report(run.path)
     return summary
 
 
-def _split_cases(run: Run, spec: Any, split: str) -> list[Any]:
-
+def split_cases(run: Run, spec: Any, split: str) -> list[Any]:
+    """A segmentation run's cases of ``split``: its validation fold, or the dataset's test or train cases."""
     if split == "test":
         return spec.test
     if split == "train":

@@ -36,6 +36,30 @@ class DataConfig(_Strict):
     num_workers: int | None = Field(default=None, description="None: chosen from the number of cores.")
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial training (a defence): PGD adversarial training (Madry et al. 2018) trains on PGD
+    examples; TRADES (Zhang et al. 2019) adds ``beta`` x KL(clean || adversarial) to the clean loss.
+    ``eps`` and ``step_size`` are in the attack space (intensities scaled to [0, 1]; "10HU" for CT)."""
+
+    method: Literal["pgd", "trades"] = "pgd"
+    eps: str = "2/255"
+    steps: int = Field(default=7, ge=1)
+    step_size: str | None = Field(default=None, description="None: 2.5 * eps / steps.")
+    beta: float = Field(default=6.0, ge=0, description="TRADES: weight of the robustness term.")
+    warmup: float = Field(
+        default=0.1, ge=0, le=1, description="Fraction of the iterations over which eps ramps up from 0."
+    )
+
+    @field_validator("eps", "step_size")
+    @classmethod
+    def _check_eps(cls, v: str | None) -> str | None:
+        if v is not None:
+            from medsight.robustness.space import parse_eps
+
+            parse_eps(v)
+        return v
+
+
 class TrainConfig(_Strict):
     """The training budget, optimiser and schedule."""
 
@@ -56,6 +80,9 @@ class TrainConfig(_Strict):
     log_tensorboard: bool = False
     log_mlflow: bool = False
     progress: bool = True
+    adversarial: AdversarialConfig | None = Field(
+        default=None, description="Adversarial training, e.g. {method: pgd, eps: 2/255}; None: off."
+    )
 
     @field_validator("time_budget")
     @classmethod
@@ -124,7 +151,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         keys, value = parse_override(item)
         node = out
         for k in keys[:-1]:
-            node = node.setdefault(k, {})
+            if node.get(k) is None:  # an optional section left unset (None) becomes a new one
+                node[k] = {}
+            node = node[k]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {k!r} is not a section")
         node[keys[-1]] = value

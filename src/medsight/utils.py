@@ -45,23 +45,32 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 @contextmanager
-def atomic_folder(dest: Path) -> Iterator[Path]:
+def atomic_folder(dest: Path, *, replace: bool = False) -> Iterator[Path]:
     """Build a folder in a temporary sibling of ``dest``, then rename it to ``dest`` on success.
 
-    ``dest`` must be absent or an empty folder; on error the partial folder is removed and ``dest`` is
-    left as it was.
+    ``dest`` must be absent or an empty folder, unless ``replace``: then an existing ``dest`` is
+    swapped out (and deleted) only once the new folder is complete. On error the partial folder is
+    removed and ``dest`` is left as it was.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    old = None
     try:
         yield tmp
-        if dest.exists():
+        if replace and dest.exists() and any(dest.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+            dest.rename(old / dest.name)
+        elif dest.exists():
             dest.rmdir()
         tmp.rename(dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+        if old is not None:
+            if not dest.exists():  # the swap failed: put the old folder back
+                (old / dest.name).rename(dest)
+            shutil.rmtree(old)
 
 
 def cpu_count() -> int:

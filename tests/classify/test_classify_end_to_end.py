@@ -13,15 +13,9 @@ from classify_testutils import class_folders, medmnist_like
 
 from medsight import api
 from medsight.runs import open_run
+from testkit import CLASSIFY_QUICK
 
-QUICK = [
-    "train.max_iterations=60",
-    "train.iterations_per_epoch=20",
-    "train.progress=false",
-    "train.lr=0.003",
-    "plan.batch_size=16",
-    "plan.network_kwargs={small_input: true, widen_factor: 0.25}",
-]
+QUICK = CLASSIFY_QUICK
 
 
 @pytest.fixture(scope="module")

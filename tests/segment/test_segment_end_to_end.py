@@ -14,14 +14,9 @@ from medsight import api
 from medsight.data import load_dataset, make_phantom_dataset
 from medsight.io import read_image
 from medsight.runs import open_run
+from testkit import SEGMENT_QUICK
 
-QUICK = [
-    "train.max_iterations=4",
-    "train.iterations_per_epoch=2",
-    "train.progress=false",
-    "plan.batch_size=2",
-    "data.num_folds=2",
-]
+QUICK = SEGMENT_QUICK
 
 
 @pytest.fixture(scope="module")

@@ -132,16 +132,80 @@ def train(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Option(help="A run folder written by `medsight train`.")],
     input: Annotated[Path, typer.Option(help="An image, a DICOM series folder, or a folder of images.")],
     output: Annotated[Path, typer.Option(help="Output folder (or file, for one input).")],
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Predict again cases whose output exists (default: skip).")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="Predict shard I/N of the cases (default: torchrun's RANK/WORLD_SIZE, else all)."),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            "--run-dir",
+            help="A run folder written by `medsight train` (--run-dir: the same, for use under torchrun).",
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="An export folder from `medsight export` (ONNX Runtime, no torch).")
+    ] = None,
+    dicom: Annotated[
+        bool | None,
+        typer.Option(
+            "--dicom/--no-dicom",
+            help="DICOM results for DICOM inputs: SEG (segmentation) or SR (classification). "
+            "Default: written when possible; --dicom makes them required.",
+        ),
+    ] = None,
 ) -> None:
-    """Segment (label maps in the input's geometry) or classify (one CSV) images with a trained run."""
+    """Segment (label maps in the input's geometry) or classify (one CSV) images with a trained run
+    (--run) or an exported model (--model). DICOM series (folder or .zip) also get OUT/<case>.seg.dcm.
+
+    Reruns resume: finished outputs are skipped. Shard with --shard I/N or under torchrun."""
     from medsight import api
 
-    for path in api.predict(run, input, output, tta=tta):
+    for path in api.predict(
+        run, input, output, model=model, tta=tta, overwrite=overwrite, shard=shard, dicom=dicom
+    ):
         typer.echo(str(path))
+
+
+@app.command()
+def pacs(
+    url: Annotated[str, typer.Option(help="DICOMweb root, e.g. http://host:8042/dicom-web")],
+    study: Annotated[str, typer.Option(help="StudyInstanceUID of the study to segment.")],
+    run: Annotated[Path, typer.Option(help="A segmentation run folder.")],
+    series: Annotated[str | None, typer.Option(help="SeriesInstanceUID (default: largest CT/MR).")] = None,
+    user: Annotated[str | None, typer.Option(help="HTTP basic-auth user.")] = None,
+    password: Annotated[str | None, typer.Option(help="HTTP basic-auth password.")] = None,
+    token: Annotated[str | None, typer.Option(help="Bearer token (instead of user/password).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also keep the SEG and NIfTI in this folder.")] = None,
+) -> None:
+    """Segment a study on a PACS: QIDO-RS search, WADO-RS retrieve, predict, STOW-RS the DICOM SEG."""
+    from medsight.deploy.pacs import pacs_predict
+
+    if (user is None) != (password is None):
+        raise typer.BadParameter("--user and --password go together")
+    auth = (user, password) if user is not None and password is not None else None
+    result = pacs_predict(url, study, run, series_uid=series, auth=auth, token=token, output=output)
+    _echo_json(result.to_dict())
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Option(help="A run folder written by `medsight train`.")],
+    format: Annotated[str, typer.Option(help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Export folder (default: RUN/export-FORMAT).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --out.")] = False,
+) -> None:
+    """Export a run's network (ONNX or TorchScript) with its pre/post-processing spec (deploy.json)."""
+    from medsight import api
+
+    typer.echo(str(api.export(run, format, out, force=force)))
 
 
 @app.command()
@@ -209,6 +273,107 @@ def explain(
 
     for path in explain_path(run, input, output, method=method, target=target):
         typer.echo(str(path))
+
+
+@app.command()
+def attack(
+    run: Annotated[Path, typer.Option(help="A run folder (classify or segment).")],
+    input: Annotated[Path, typer.Option(help="An image or a folder of images.")],
+    output: Annotated[Path, typer.Option(help="Folder for the adversarial images and attack.csv.")],
+    attack: Annotated[str, typer.Option(help="fgsm, bim, pgd, pgd-l2, cw-l2, deepfool, square ...")] = "pgd",
+    eps: Annotated[str, typer.Option(help="Budget: 2/255 of the intensity range, or 10HU for CT.")] = "2/255",
+    steps: Annotated[int, typer.Option(help="Iterations of iterative attacks.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of random starts.")] = 0,
+) -> None:
+    """Write adversarial copies of images (same names and formats) and attack.csv (answers before/after)."""
+    from medsight.robustness.files import attack_path
+
+    for path in attack_path(run, input, output, attack=attack, eps=eps, steps=steps, seed=seed):
+        typer.echo(str(path))
+
+
+@app.command()
+def robustness(
+    run: Annotated[Path, typer.Option(help="A run folder (classify or segment).")],
+    attack: Annotated[str | None, typer.Option(help="Comma-separated attacks (default fgsm,pgd).")] = None,
+    eps: Annotated[
+        str | None, typer.Option(help="Comma-separated budgets (default 1/255,2/255,4/255,8/255).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    steps: Annotated[int, typer.Option(help="Iterations of iterative attacks (PGD-20).")] = 20,
+    max_cases: Annotated[int | None, typer.Option(help="Attack only the first N cases.")] = None,
+    detectors: Annotated[bool, typer.Option(help="Fit detectors and report their AUROC.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/robustness).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random starts.")] = 0,
+    defence: Annotated[
+        str | None, typer.Option(help="Evaluate through input defences: median:kernel=3,bit-depth:bits=5.")
+    ] = None,
+    smoothing: Annotated[
+        str | None, typer.Option(help="Certify randomised smoothing with this noise sigma (e.g. 64/255).")
+    ] = None,
+    smoothing_n: Annotated[int, typer.Option(help="Noisy copies per case for smoothing.")] = 1000,
+) -> None:
+    """Clean and attacked metrics per attack and epsilon, detector AUROC: robustness.json + report.html."""
+    from medsight.robustness.evaluate import DEFAULT_ATTACKS, DEFAULT_EPS, evaluate_robustness, parse_list
+
+    report = evaluate_robustness(
+        run,
+        attacks=parse_list(attack, DEFAULT_ATTACKS),
+        eps=parse_list(eps, DEFAULT_EPS),
+        split=split,
+        steps=steps,
+        max_cases=max_cases,
+        detectors=detectors,
+        out=out,
+        seed=seed,
+        defences=parse_list(defence, ()) if defence else None,
+        smoothing_sigma=smoothing,
+        smoothing_n=smoothing_n,
+    )
+    metric = report["metric"]
+    typer.echo(f"clean {metric}: {report['clean'][metric]:.4f}")
+    for r in report["results"]:
+        det = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("detectors") or {}).items())
+        typer.echo(f"{r['attack']:>10s} eps {r['eps']:>7s}: {metric} {r['metrics'][metric]:.4f}  {det}")
+    if "smoothing" in report:
+        cert = ", ".join(f"r={k}: {v:.3f}" for k, v in report["smoothing"]["certified_accuracy"].items())
+        typer.echo(f"smoothing sigma {report['smoothing']['sigma']:.4f}: certified accuracy {cert}")
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Option(help="A run folder (segment or classify).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEDSIGHT_API_TOKEN", help="Bearer token clients must send ($MEDSIGHT_API_TOKEN)."
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without a token (trusted networks).")
+    ] = False,
+    max_upload_mb: Annotated[float, typer.Option(help="Refuse larger uploads (413).")] = 256,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a request may wait and run (503/504 beyond).")
+    ] = 120,
+    workers: Annotated[int, typer.Option(help="Inference threads; other requests queue.")] = 1,
+) -> None:
+    """REST service: POST /predict an image (mask or probabilities), GET /health, a web page at /."""
+    from medsight.deploy.service import create_app
+    from medsight.deploy.service import serve as serve_app
+
+    api_app = create_app(
+        run,
+        token,
+        auth=not no_auth,
+        max_upload_bytes=int(max_upload_mb * 1024**2),
+        timeout_s=timeout,
+        workers=workers,
+    )
+    typer.echo(f"serving {run.name} on http://{host}:{port}/ (API docs at /docs)")
+    serve_app(api_app, host, port)
 
 
 datasets_app = typer.Typer(no_args_is_help=True, help="Fetch public datasets.")

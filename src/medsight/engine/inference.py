@@ -1,7 +1,8 @@
 """Low-memory sliding-window inference with Gaussian blending and flip test-time augmentation.
 
 The windows are MONAI's (``dense_patch_slices``) and so are the blending weights
-(``compute_importance_map``), so with TTA off and a float32 accumulator the result equals
+(``compute_importance_map``), both computed in numpy by ``medsight.engine.windows`` (shared with the
+torch-free ONNX runtime), so with TTA off and a float32 accumulator the result equals
 ``monai.inferers.sliding_window_inference(..., mode="gaussian")`` up to float rounding. The
 difference is memory: windows are processed in groups that share a start along the last spatial
 axis, and a rolling buffer only one patch deep along that axis holds the partial sums. Each part of
@@ -18,12 +19,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from medsight.engine.windows import WindowPlan as _Plan
+from medsight.engine.windows import flip_sets as _flip_sets
+from medsight.engine.windows import importance_map
+from medsight.engine.windows import plan_windows as _plan
 from medsight.errors import ConfigError, ShapeError
 
 Activation = Literal["softmax", "sigmoid"] | None
@@ -48,52 +52,6 @@ def predict_with_deep_supervision_head(
     if spatial_dims is not None and model_output.ndim == spatial_dims + 3:
         return model_output[:, 0]
     return model_output
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What the sliding window needs to know about one (padded) volume."""
-
-    roi: tuple[int, ...]
-    size: tuple[int, ...]  # padded spatial size
-    pad: list[int]  # F.pad order (last axis first)
-    crop: tuple[slice, ...]  # the original image inside the padded one, per spatial axis
-    groups: list[tuple[int, list[tuple[slice, ...]]]]  # (last-axis start, windows) in start order
-
-
-def _plan(spatial: Sequence[int], patch_size: Sequence[int], overlap: float) -> _Plan:
-    from monai.data.utils import dense_patch_slices
-
-    roi = tuple(int(p) for p in patch_size)
-    size = tuple(max(s, r) for s, r in zip(spatial, roi, strict=True))
-    before = [max(r - s, 0) // 2 for s, r in zip(spatial, roi, strict=True)]
-    crop = tuple(slice(b, b + s) for b, s in zip(before, spatial, strict=True))
-    pad: list[int] = []
-    for b, s, n in zip(reversed(before), reversed(spatial), reversed(size), strict=True):
-        pad += [b, n - s - b]
-    # MONAI's scan interval: a whole patch along axes the patch fills, else (1 - overlap) * patch
-    interval = [r if r == n else max(int(r * (1 - overlap)), 1) for r, n in zip(roi, size, strict=True)]
-    windows = dense_patch_slices(size, roi, interval)
-    windows = sorted(windows, key=lambda w: w[-1].start)  # stable: MONAI's order within a group
-    groups = [(start, list(ws)) for start, ws in itertools.groupby(windows, key=lambda w: w[-1].start)]
-    return _Plan(roi, size, pad, crop, groups)
-
-
-def _flip_sets(tta_flips: bool | Sequence[Sequence[int]], spatial_dims: int) -> list[tuple[int, ...]]:
-    """Spatial axes to flip for each TTA pass (the un-flipped pass is always included)."""
-    if tta_flips is False or tta_flips is None:
-        return [()]
-    if tta_flips is True:
-        axes = range(spatial_dims)
-        return [()] + [c for n in range(1, spatial_dims + 1) for c in itertools.combinations(axes, n)]
-    sets: list[tuple[int, ...]] = [()]
-    for flip in tta_flips:
-        flip = tuple(sorted({int(a) for a in flip}))
-        if any(a < 0 or a >= spatial_dims for a in flip):
-            raise ConfigError(f"tta_flips: spatial axes must be in [0, {spatial_dims - 1}], got {flip}")
-        if flip not in sets:
-            sets.append(flip)
-    return sets
 
 
 @contextmanager
@@ -345,8 +303,6 @@ def sliding_window_predict(
                 for item in image
             ]
         )
-    from monai.data.utils import compute_importance_map
-
     if hasattr(image, "as_tensor"):  # MONAI MetaTensor: drop metadata, it costs per window
         image = image.as_tensor()
     spatial_dims = len(patch_size)
@@ -354,8 +310,7 @@ def sliding_window_predict(
     plan = _plan(image.shape[1:], patch_size, overlap)
     if any(plan.pad):
         image = torch.nn.functional.pad(image, plan.pad, mode="constant", value=pad_value)
-    weight = compute_importance_map(plan.roi, mode=mode, sigma_scale=sigma_scale, device=run_device)
-    weight = weight.to(torch.float32)[None]
+    weight = torch.from_numpy(importance_map(plan.roi, mode, sigma_scale)).to(run_device)[None]
     flips = _flip_sets(tta_flips, spatial_dims)
     spatial = tuple(c.stop - c.start for c in plan.crop)
 

@@ -194,15 +194,29 @@ class Trainer:
             t0 = time.perf_counter()
             batch = next(stream)
             meter.wait += time.perf_counter() - t0
-            ctx = StepContext(st.epoch, st.step, self.device, opt.optimizers, self.autocast, *self._ranks())
+            progress = self.budget.progress(st.step, self._elapsed(start_step))
+            ctx = StepContext(
+                st.epoch,
+                st.step,
+                self.device,
+                opt.optimizers,
+                self.autocast,
+                *self._ranks(),
+                progress=progress,
+            )
             out = self.task.training_step(model, move_to_device(batch, self.device), ctx)
             ok = out.loss is None or self._optimise(model, opt, out.loss)
             st.step += 1
-            self._schedule(opt, st.elapsed + (st.step - start_step) * (st.sec_per_iter or 0.0))
+            self._schedule(opt, self._elapsed(start_step))
             meter.add(out.loss if ok else None, out.logs, skipped=not ok)
             bar.update(1, **self._bar_postfix(out.loss) if bar.bar is not None else {})
         st.epoch += 1
         return self._close_epoch(meter, st.step - start_step)
+
+    def _elapsed(self, epoch_start_step: int) -> float:
+        """Training seconds so far, estimated within an epoch from the mean time per iteration."""
+        st = self.state
+        return st.elapsed + (st.step - epoch_start_step) * (st.sec_per_iter or 0.0)
 
     # -- steps ---------------------------------------------------------------------------------
     def _ranks(self) -> tuple[int, int]:

@@ -12,13 +12,21 @@ Axis order, matching the other readers:
 Slices are sorted by position along the normal, RescaleSlope/Intercept applied (integer results stay
 integer). Compressed transfer syntaxes decode through pydicom's plugins (pylibjpeg when installed).
 ``meta`` keeps a few non-identifying tags; patient tags are never copied or logged.
+
+A ``.zip`` holding a series is read like the folder it contains: it is extracted to a temporary folder
+(members with absolute or ``..`` paths, links and archives over :data:`MAX_ZIP_BYTES` are refused).
 """
 
 from __future__ import annotations
 
+import shutil
+import stat
+import tempfile
 import warnings
-from collections.abc import Sequence
-from pathlib import Path
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -35,6 +43,9 @@ _KEPT_TAGS = (
     "PhotometricInterpretation",
     "SeriesNumber",
 )
+
+MAX_ZIP_BYTES = 4 * 1024**3  # uncompressed size limit of a DICOM zip
+MAX_ZIP_MEMBERS = 100_000
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -425,10 +436,122 @@ def read_dicom_file(path: str | Path) -> Image:
 def read_dicom(
     path: str | Path | Sequence[str | Path], *, series_uid: str | None = None, pick_largest: bool = False
 ) -> Image:
-    """Read a DICOM folder or file list (a series volume) or a single DICOM file.
+    """Read a DICOM folder, zip or file list (a series volume) or a single DICOM file.
 
     See :func:`read_dicom_series` and :func:`read_dicom_file`.
     """
+    if isinstance(path, str | Path) and is_zip(path):
+        with dicom_folder(path) as folder:
+            image = read_dicom_series(folder, series_uid=series_uid, pick_largest=pick_largest)
+        image.meta["source"] = str(path)
+        return image
     if isinstance(path, str | Path) and Path(path).is_file():
         return read_dicom_file(path)
     return read_dicom_series(path, series_uid=series_uid, pick_largest=pick_largest)
+
+
+def read_series_datasets(
+    path: str | Path | Sequence[str | Path], *, series_uid: str | None = None, pick_largest: bool = False
+) -> list[Any]:
+    """The headers (pydicom datasets, no pixel data) of one series, in the slice order of
+    :func:`read_dicom_series` (``array[..., k]`` is ``datasets[k]``). ``path``: folder, zip or file list."""
+    if isinstance(path, str | Path) and is_zip(path):
+        with dicom_folder(path) as folder:
+            return read_series_datasets(folder, series_uid=series_uid, pick_largest=pick_largest)
+    name = str(path) if isinstance(path, str | Path) else f"DICOM file list ({len(path)} files)"
+    _, files = _choose_series(name, list_dicom_series(path), series_uid, pick_largest)
+    datasets = [_dcmread(f, headers_only=True, lenient=False) for f in files]
+    return sort_slices(datasets)
+
+
+def sort_slices(datasets: Sequence[Any]) -> list[Any]:
+    """Single-frame datasets of one series sorted along the slice normal (file order when unplaced)."""
+    positions = [_position(ds) for ds in datasets]
+    if len(datasets) < 2 or any(p is None for p in positions):
+        return list(datasets)
+    row, col = _orientation(datasets[0])
+    normal = np.cross(row, col)
+    order = np.argsort([float(np.dot(p, normal)) for p in positions], kind="stable")
+    return [datasets[int(i)] for i in order]
+
+
+# ----------------------------------------------------------------------------- zip archives
+
+
+def is_zip(path: str | Path) -> bool:
+    """True for an existing file named ``*.zip`` or starting with the zip signature."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if p.name.lower().endswith(".zip"):
+        return True
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+@contextmanager
+def dicom_folder(path: str | Path, *, max_bytes: int = MAX_ZIP_BYTES) -> Iterator[Path]:
+    """The folder holding the DICOM files of ``path``: ``path`` itself, or a zip extracted to a
+    temporary folder that is removed on exit."""
+    p = Path(path)
+    if not is_zip(p):
+        yield p
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="medsight-dicomzip-"))
+    try:
+        extract_zip(p, tmp, max_bytes=max_bytes)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _member_path(zip_path: Path, info: zipfile.ZipInfo) -> PurePosixPath:
+    name = info.filename.replace("\\", "/")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
+        raise DataError(f"{zip_path}: member {info.filename!r} has an unsafe path (absolute or '..')")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise DataError(f"{zip_path}: member {info.filename!r} is a symbolic link; links are refused")
+    if info.flag_bits & 0x1:
+        raise DataError(f"{zip_path}: member {info.filename!r} is encrypted")
+    return rel
+
+
+def extract_zip(zip_path: str | Path, dest: str | Path, *, max_bytes: int = MAX_ZIP_BYTES) -> list[Path]:
+    """Extract the files of a zip into ``dest`` safely and return their paths.
+
+    Raises:
+        DataError: not a zip, corrupt, unsafe member paths or links, encrypted members, more than
+            :data:`MAX_ZIP_MEMBERS` files or more than ``max_bytes`` uncompressed.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{zip_path}: not a readable zip archive ({exc})") from exc
+    written: list[Path] = []
+    with archive:
+        members = [i for i in archive.infolist() if not i.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise DataError(f"{zip_path}: {len(members)} files, more than the limit {MAX_ZIP_MEMBERS}")
+        declared = sum(i.file_size for i in members)
+        if declared > max_bytes:
+            raise DataError(f"{zip_path}: {declared} bytes uncompressed, more than the limit {max_bytes}")
+        total = 0
+        for info in members:
+            target = dest.joinpath(*_member_path(zip_path, info).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        total += len(chunk)
+                        if total > max_bytes:  # sizes in the header can lie
+                            raise DataError(f"{zip_path}: more than the limit {max_bytes} bytes uncompressed")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                raise DataError(f"{zip_path}: cannot extract {info.filename!r} ({exc})") from exc
+            written.append(target)
+    return written

@@ -3,7 +3,7 @@
 Formats and the module that owns each::
 
     nifti    .nii .nii.gz                           medsight.io.nifti    (nibabel)
-    dicom    a folder, a list of files, .dcm        medsight.io.dicom    (pydicom)
+    dicom    a folder, a list of files, .dcm, .zip  medsight.io.dicom    (pydicom)
     itk      .nrrd .nhdr .mha .mhd                  medsight.io.itk      (SimpleITK)
     picture  .png .jpg .jpeg .tif .tiff .gif .bmp   medsight.io.pictures (Pillow, tifffile)
     numpy    .npy .npz                              medsight.io.npz      (numpy)
@@ -42,6 +42,7 @@ _SUFFIXES: dict[str, str] = {
     ".dcm": "dicom",
     ".dicom": "dicom",
     ".ima": "dicom",
+    ".zip": "dicom",
     ".nrrd": "itk",
     ".nhdr": "itk",
     ".mha": "itk",

@@ -31,6 +31,7 @@ class StepContext:
     autocast: Callable[[], Any]  # a context-manager factory (bf16 on CUDA, a no-op on CPU)
     rank: int = 0
     world_size: int = 1
+    progress: float = 0.0  # fraction of the training budget used, in [0, 1]
 
 
 @dataclass

@@ -8,12 +8,12 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from medsight.transforms.segmentation import normalize, resize
 
 if TYPE_CHECKING:
+    import torch
+
     from medsight.planning.classify import ClassifyPlan
 
 MAX_ROTATION = math.radians(15)
@@ -24,6 +24,13 @@ INTENSITY_RANGE = 0.1  # multiplicative and additive jitter in normalised units
 
 def to_input(image: np.ndarray, plan: ClassifyPlan) -> torch.Tensor:
     """``(C, *spatial)`` raw intensities -> the plan's normalised ``(C, *input_size)`` float32 tensor."""
+    import torch
+
+    return torch.from_numpy(input_array(image, plan))
+
+
+def input_array(image: np.ndarray, plan: ClassifyPlan) -> np.ndarray:
+    """``to_input`` in numpy (float32), shared with the torch-free ONNX runtime."""
     from medsight.errors import DataError
 
     if image.shape[0] != plan.in_channels or image.ndim - 1 != plan.dim:
@@ -32,11 +39,14 @@ def to_input(image: np.ndarray, plan: ClassifyPlan) -> torch.Tensor:
             f"{plan.in_channels} channel(s) of a {plan.dim}D image"
         )
     normalised = normalize(image, plan.normalization)
-    return resize(normalised, tuple(plan.input_size)).float()
+    return np.ascontiguousarray(resize(normalised, tuple(plan.input_size)), dtype=np.float32)
 
 
 def augment_batch(x: torch.Tensor, flip_axes: list[int], generator: torch.Generator) -> torch.Tensor:
     """Random flips along ``flip_axes`` (spatial axes), a random affine and intensity jitter per sample."""
+    import torch
+    import torch.nn.functional as F
+
     b, dim = x.shape[0], x.dim() - 2
     view = (b,) + (1,) * (dim + 1)
     for axis in flip_axes:
@@ -51,6 +61,8 @@ def augment_batch(x: torch.Tensor, flip_axes: list[int], generator: torch.Genera
 
 def _random_affine(b: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """(B, dim, dim+1) sampling matrices: rotation (about the last axis in 3D), zoom and shift."""
+    import torch
+
     angle = (torch.rand(b, generator=generator) * 2 - 1) * MAX_ROTATION
     zoom = 1 + (torch.rand(b, generator=generator) * 2 - 1) * SCALE_RANGE
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom

@@ -3,6 +3,9 @@
 ``preprocess`` crops a volume to its non-zero region, resamples it to the plan's spacing and
 normalises each channel as planned. ``restore`` takes the network's probabilities back to the
 input's original grid, so predictions are written in the input's geometry.
+
+Everything here is numpy/scipy (no torch): the PyTorch predictors and the torch-free ONNX runtime
+(``medsight.deploy.runtime``) share these functions, so both preprocess and post-process alike.
 """
 
 from __future__ import annotations
@@ -11,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from medsight.errors import DataError
 from medsight.io import Image
@@ -51,16 +52,55 @@ def resample_shape(
     return tuple(max(1, round(s * sp / t)) for s, sp, t in zip(shape, spacing, target, strict=True))
 
 
-def resize(array: np.ndarray | torch.Tensor, shape: tuple[int, ...], *, labels: bool = False) -> torch.Tensor:
-    """Resize ``(C, *spatial)`` to ``shape``: linear for intensities, nearest for label maps."""
-    t = torch.as_tensor(array)
-    if tuple(t.shape[1:]) == tuple(shape):
-        return t
-    mode = "nearest-exact" if labels else ("bilinear" if len(shape) == 2 else "trilinear")
-    src = t[None].float()
-    kwargs: dict[str, Any] = {} if labels else {"align_corners": False}
-    out = F.interpolate(src, size=tuple(shape), mode=mode, **kwargs)[0]
-    return out.to(t.dtype) if labels else out
+def resize(array: Any, shape: tuple[int, ...], *, labels: bool = False) -> Any:
+    """Resize ``(C, *spatial)`` to ``shape``: linear for intensities, nearest for label maps.
+
+    The same sampling as ``torch.nn.functional.interpolate`` with ``mode="bilinear"/"trilinear",
+    align_corners=False`` (intensities, float32 out) or ``mode="nearest-exact"`` (labels, dtype kept),
+    computed separably in numpy. Returns a numpy array, or a torch tensor when given one.
+    """
+    arr = np.asarray(array)
+    if tuple(arr.shape[1:]) == tuple(shape):
+        return array
+    if len(shape) != arr.ndim - 1:
+        raise DataError(f"resize: target shape {tuple(shape)} does not fit a (C, *spatial) array {arr.shape}")
+    out = arr if labels else arr.astype(np.float32, copy=False)
+    # shrink first: later axes then interpolate fewer values
+    for axis in sorted(range(len(shape)), key=lambda a: shape[a] / arr.shape[a + 1]):
+        if out.shape[axis + 1] != shape[axis]:
+            out = (_nearest_axis if labels else _linear_axis)(out, axis + 1, int(shape[axis]))
+    return _like(out, array)
+
+
+def _linear_axis(arr: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Linear interpolation along one axis, half-pixel centres, clamped at the borders."""
+    n_in = arr.shape[axis]
+    scale = np.float32(n_in / n_out)  # float32 index arithmetic, as torch's kernels
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), 0)
+    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    view = [1] * arr.ndim
+    view[axis] = n_out
+    w = np.clip(src - lo, 0, 1).astype(np.float32).reshape(view)
+    low = np.take(arr, lo, axis=axis)
+    return low + (np.take(arr, hi, axis=axis) - low) * w
+
+
+def _nearest_axis(arr: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Nearest-exact sampling along one axis (the source pixel whose extent holds the centre)."""
+    n_in = arr.shape[axis]
+    centres = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in / n_out)
+    idx = np.minimum(np.floor(centres).astype(np.int64), n_in - 1)
+    return np.take(arr, idx, axis=axis)
+
+
+def _like(out: np.ndarray, reference: Any) -> Any:
+    """``out`` as a torch tensor when ``reference`` is one (torch is then already imported)."""
+    if type(reference).__module__.startswith("torch"):
+        import sys
+
+        return sys.modules["torch"].from_numpy(np.ascontiguousarray(out))
+    return out
 
 
 def normalize(image: np.ndarray, norms: list[ChannelNorm]) -> np.ndarray:
@@ -98,31 +138,56 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     cropped = arr[(slice(None), *bbox)]
     target = resample_shape(cropped.shape[1:], image.spacing, plan.target_spacing)
     norm = normalize(cropped, plan.normalization)
-    img = resize(norm, target).numpy().astype(np.float32)
+    img = resize(norm, target).astype(np.float32, copy=False)
     lab = None
     if label is not None:
         lab_crop = label.array[(slice(None), *bbox)]
-        lab = resize(lab_crop.astype(np.int16), target, labels=True).numpy()
+        lab = resize(lab_crop.astype(np.int16), target, labels=True)
         lab = lab.astype(np.uint8) if lab.max(initial=0) < 256 and lab.min(initial=0) >= 0 else lab
     return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]))
 
 
-def restore(probabilities: torch.Tensor, pre: Preprocessed, *, background: float = 1.0) -> torch.Tensor:
+def restore(probabilities: Any, pre: Preprocessed, *, background: float = 1.0) -> Any:
     """Probabilities ``(C, *net_grid)`` -> ``(C, *original)``: resize to the crop, pad the rest.
 
     Outside the crop, channel 0 gets ``background`` (1 for softmax outputs, 0 for sigmoid regions).
     Channels are resized one at a time into a float16 buffer when the full map is large
     (a CT-sized 512x512x400 volume), so C float32 copies of it never exist together.
+    Returns a numpy array, or a torch tensor when given one.
     """
-    n_full = probabilities.shape[0] * int(np.prod(pre.original_shape))
-    dtype = torch.float32 if n_full <= LARGE_OUTPUT else torch.float16
-    full = torch.zeros((probabilities.shape[0], *pre.original_shape), dtype=dtype)
+    probs = np.asarray(probabilities)
+    n_full = probs.shape[0] * int(np.prod(pre.original_shape))
+    dtype = np.float32 if n_full <= LARGE_OUTPUT else np.float16
+    full = np.zeros((probs.shape[0], *pre.original_shape), dtype=dtype)
     full[0] = background
-    for c in range(probabilities.shape[0]):
-        full[(slice(c, c + 1), *pre.bbox)] = resize(probabilities[c : c + 1].float(), pre.cropped_shape).to(
-            dtype
-        )
-    return full
+    for c in range(probs.shape[0]):
+        channel = probs[c : c + 1].astype(np.float32, copy=False)
+        full[(slice(c, c + 1), *pre.bbox)] = resize(channel, pre.cropped_shape)
+    return _like(full, probabilities)
+
+
+def to_label_map(
+    probabilities: np.ndarray, label_values: list[int], regions: dict[str, list[int]] | None
+) -> np.ndarray:
+    """Probabilities ``(C, *spatial)`` -> a label map in label values: nested regions (sigmoid > 0.5)
+    or the argmax class's value (uint8, or int16 for values above 255)."""
+    if regions:
+        return regions_to_labels(probabilities > 0.5, regions)
+    out = np.asarray(label_values, dtype=np.int64)[np.argmax(probabilities, axis=0)]
+    return out.astype(np.uint8 if out.max(initial=0) < 256 else np.int16)
+
+
+def largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray:
+    """Keep only the largest connected component of each foreground value."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for v in values:
+        comp, n = ndimage.label(labels == v)
+        if n > 1:
+            sizes = ndimage.sum_labels(np.ones_like(comp), comp, index=range(1, n + 1))
+            out[(comp > 0) & (comp != int(np.argmax(sizes)) + 1)] = 0
+    return out
 
 
 def regions_to_labels(masks: np.ndarray, regions: dict[str, list[int]]) -> np.ndarray:

@@ -140,6 +140,11 @@ def predict_probabilities(task: ClassifyTask, model: torch.nn.Module, x: torch.T
 
 def evaluate_split(run: Run, split: str) -> dict[str, Any]:
     """Score the run on ``val`` (its validation cases), ``test`` or ``train`` of its dataset."""
+    return evaluate_samples(run, samples_of_split(run, split), split)
+
+
+def samples_of_split(run: Run, split: str) -> list[Sample]:
+    """The run's ``val`` (its validation cases), ``test`` or ``train`` samples; never empty."""
     data = load_run_data(run)
     if split == "val":
         samples = split_samples(run, data)[1]
@@ -148,8 +153,8 @@ def evaluate_split(run: Run, split: str) -> dict[str, Any]:
     else:
         raise ConfigError(f"--split: expected val, test or train, got {split!r}")
     if not samples:
-        raise DataError(f"{data.name}: split {split!r} has no cases to evaluate")
-    return evaluate_samples(run, samples, split)
+        raise DataError(f"{data.name}: split {split!r} has no cases")
+    return samples
 
 
 def evaluate_samples(

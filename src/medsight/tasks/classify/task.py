@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medsight.config import TrainConfig
@@ -34,6 +35,7 @@ class ClassifyTask:
         self.plan = plan
         self.train_config = train_config or TrainConfig()
         self.loss_fn = self._build_loss()
+        self.adversary = _adversary(self)
 
     @property
     def multilabel(self) -> bool:
@@ -67,6 +69,13 @@ class ClassifyTask:
             return nn.BCEWithLogitsLoss(pos_weight=weights)
         return nn.CrossEntropyLoss(weight=weights)
 
+    def per_sample_loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The unweighted loss of each sample, shape (B,): what attacks increase."""
+        if self.multilabel:
+            bce = F.binary_cross_entropy_with_logits(logits.float(), label.float(), reduction="none")
+            return bce.flatten(1).mean(dim=1)
+        return F.cross_entropy(logits.float(), label.long(), reduction="none")
+
     def loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         self.loss_fn.to(logits.device)
         target = label.float() if self.multilabel else label.long()
@@ -78,9 +87,13 @@ class ClassifyTask:
     ) -> StepOutput:
         image = batch["image"].to(step.device, non_blocking=True)
         label = batch["label"].to(step.device, non_blocking=True)
+        if self.adversary is not None:
+            image = self.adversary.training_inputs(model, image, label, step.progress)
         with step.autocast():
             logits = model(image)
         loss = self.loss(logits, label)
+        if self.adversary is not None:
+            loss = loss + self.adversary.extra_loss(model, image, logits, step.progress)
         return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
 
     def validation_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,3 +151,14 @@ class ClassifyTask:
             row["correct"] = int(reference) == int(pred.output)
         row.update({f"p_{n}": round(float(p), 6) for n, p in zip(names, pred.probabilities, strict=True)})
         return row
+
+
+def _adversary(task: ClassifyTask) -> Any:
+    """Adversarial training (``train.adversarial``) of this task, or None."""
+    if task.train_config.adversarial is None:
+        return None
+    from medsight.robustness.training import make_adversary
+
+    return make_adversary(
+        task.train_config.adversarial, task.plan.normalization, task.per_sample_loss, sigmoid=task.multilabel
+    )

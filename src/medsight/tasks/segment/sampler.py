@@ -99,11 +99,12 @@ class PatchDataset(IterableDataset):
             )
         image = crop_patch(case.image, center, patch)
         label = crop_patch(case.label, center, patch)
-        if self.plan.regions:
-            label = labels_to_regions(label, self.plan.regions)
-        else:
-            label = _to_indices(label, self.plan.label_values)
-        return image, label
+        return image, training_target(label, self.plan)
+
+
+def training_target(label: np.ndarray, plan: Plan) -> np.ndarray:
+    """A label map as the loss expects it: region masks (R, *spatial) or class indices (1, *spatial)."""
+    return labels_to_regions(label, plan.regions) if plan.regions else _to_indices(label, plan.label_values)
 
 
 def _to_indices(label: np.ndarray, values: list[int]) -> np.ndarray:

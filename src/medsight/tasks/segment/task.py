@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medsight.config import TrainConfig
@@ -17,7 +18,13 @@ from medsight.metrics import MetricTable, case_metrics, pixel_metrics
 from medsight.planning.plan import Plan
 from medsight.tasks import TASKS
 from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
-from medsight.transforms.segmentation import Preprocessed, preprocess, regions_to_labels, restore
+from medsight.transforms.segmentation import (  # noqa: F401  (largest_components: re-exported)
+    Preprocessed,
+    largest_components,
+    preprocess,
+    restore,
+    to_label_map,
+)
 
 MAX_AUC_PIXELS = 4_000_000  # above this, the probability map is not kept for AUC (memory)
 
@@ -34,6 +41,7 @@ class SegmentTask:
         self.plan = plan
         self.train_config = train_config or TrainConfig()
         self.loss_fn = self._build_loss()
+        self.adversary = _adversary(self)
 
     # ------------------------------------------------------------------ model and optimisation
     def build_model(self, plan: Plan | None = None) -> nn.Module:
@@ -74,12 +82,31 @@ class SegmentTask:
     ) -> StepOutput:
         image = batch["image"].to(step.device, non_blocking=True)
         label = batch["label"].to(step.device, non_blocking=True)
+        if self.adversary is not None:
+            image = self.adversary.training_inputs(model, image, label, step.progress)
         with step.autocast():
-            out = model(image)
-            if self.plan.deep_supervision and out.dim() == image.dim() + 1:
-                out = list(torch.unbind(out, dim=1))
+            raw = model(image)
+            out = raw
+            if self.plan.deep_supervision and raw.dim() == image.dim() + 1:
+                out = list(torch.unbind(raw, dim=1))
             loss = self.loss_fn(out, label)
+        if self.adversary is not None:
+            loss = loss + self.adversary.extra_loss(model, image, raw, step.progress)
         return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
+
+    def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Dice + cross-entropy (BCE for regions) of each sample, shape (B,): what attacks increase.
+        ``target``: class indices (B, 1, *spatial), or region masks (B, R, *spatial)."""
+        from monai.losses import DiceLoss
+
+        logits = logits.float()
+        if self.plan.regions:
+            dice = DiceLoss(sigmoid=True, reduction="none")(logits, target)
+            ce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
+        else:
+            dice = DiceLoss(softmax=True, to_onehot_y=True, reduction="none")(logits, target)
+            ce = F.cross_entropy(logits, target[:, 0].long(), reduction="none")
+        return dice.flatten(1).mean(dim=1) + ce.flatten(1).mean(dim=1)
 
     def validation_step(self, model: nn.Module, batch: Preprocessed) -> dict[str, torch.Tensor]:
         """Dice per foreground class of one whole case, on the network's grid (no TTA)."""
@@ -134,22 +161,14 @@ class SegmentTask:
         pre = preprocess(sample.image, None, self.plan, sample.case.case_id)
         probs = self._predict_grid(model, pre.image, device, tta=self.plan.tta, probabilities=True)
         region = self.plan.regions is not None
-        full = restore(probs, pre, background=0.0 if region else 1.0)
-        labels = self._to_label_map(full)
+        full = restore(probs.cpu().numpy(), pre, background=0.0 if region else 1.0)
+        labels = to_label_map(full, self.plan.label_values, self.plan.regions)
         if self.plan.postprocess_lcc:
             labels = largest_components(labels, self.plan.label_values[1:])
-        binary = not region and full.shape[0] == 2 and full[0].numel() <= MAX_AUC_PIXELS
-        fg = full[1].numpy().astype(np.float32) if binary else None  # kept for pixel AUC
+        binary = not region and full.shape[0] == 2 and full[0].size <= MAX_AUC_PIXELS
+        fg = full[1].astype(np.float32) if binary else None  # kept for pixel AUC
         output = sample.image.with_array(labels[None], kind="label")
         return Prediction(case_id=sample.case.case_id, output=output, probabilities=fg)
-
-    def _to_label_map(self, probs: torch.Tensor) -> np.ndarray:
-        if self.plan.regions:
-            return regions_to_labels((probs > 0.5).numpy(), self.plan.regions)
-        index = probs.argmax(dim=0).numpy()
-        lut = np.asarray(self.plan.label_values, dtype=np.int64)
-        out = lut[index]
-        return out.astype(np.uint8 if out.max(initial=0) < 256 else np.int16)
 
     # ------------------------------------------------------------------ evaluation
     def classes(self) -> dict[str, Any]:
@@ -211,14 +230,15 @@ def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return float("nan") if denom == 0 else float(2 * np.logical_and(pred, ref).sum() / denom)
 
 
-def largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray:
-    """Keep only the largest connected component of each foreground value."""
-    from scipy import ndimage
+def _adversary(task: SegmentTask) -> Any:
+    """Adversarial training (``train.adversarial``) of this task, or None."""
+    if task.train_config.adversarial is None:
+        return None
+    from medsight.robustness.training import make_adversary
 
-    out = labels.copy()
-    for v in values:
-        comp, n = ndimage.label(labels == v)
-        if n > 1:
-            sizes = ndimage.sum_labels(np.ones_like(comp), comp, index=range(1, n + 1))
-            out[(comp > 0) & (comp != int(np.argmax(sizes)) + 1)] = 0
-    return out
+    return make_adversary(
+        task.train_config.adversarial,
+        task.plan.normalization,
+        task.per_sample_loss,
+        sigmoid=task.plan.regions is not None,
+    )

@@ -1,0 +1,317 @@
+"""`medsight robustness`: a run's split, clean and under each attack and epsilon, and how well
+detectors tell the attacked inputs from clean ones.
+
+Writes into ``out`` (default ``RUN/robustness``): ``robustness.json``, ``metric_vs_eps.png``,
+``examples/<attack>.png`` (images, perturbations magnified, adversarial images) and ``report.html``.
+The run itself is only read: checkpoints, plan and data are left as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsight.errors import ConfigError, MedsightError
+from medsight.metrics.table import json_safe
+from medsight.robustness.attacks import ATTACKS
+from medsight.robustness.space import UnitState, concat_states
+from medsight.robustness.targets import AttackTarget, Batch, load_target, with_defences
+from medsight.runs import open_run
+from medsight.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+DEFAULT_EPS = ("1/255", "2/255", "4/255", "8/255")
+N_EXAMPLES = 3
+
+
+def evaluate_robustness(
+    run_dir: str | Path,
+    *,
+    attacks: tuple[str, ...] | list[str] = DEFAULT_ATTACKS,
+    eps: tuple[str, ...] | list[str] = DEFAULT_EPS,
+    split: str = "test",
+    steps: int = 20,
+    max_cases: int | None = None,
+    detectors: bool = True,
+    out: str | Path | None = None,
+    seed: int = 0,
+    defences: list[str] | None = None,
+    smoothing_sigma: str | float | None = None,
+    smoothing_n: int = 1000,
+) -> dict[str, Any]:
+    """Score ``run_dir`` on ``split`` clean and under every attack x epsilon; return robustness.json.
+
+    Args:
+        attacks: names in ``medsight.robustness.attacks.ATTACKS`` (fgsm, bim, pgd, pgd-l2, cw-l2, ...).
+        eps: budgets in the attack space ("2/255"; "10HU" for CT models), see ``InputSpace.eps``.
+        steps: iterations of the iterative attacks (PGD-20 by default).
+        max_cases: attack only the first cases of the split (attacks on big segmentations are slow).
+        detectors: also fit detectors on the validation split and report their AUROC (classifiers).
+        defences: input transformations the model is evaluated (and attacked) through, e.g.
+            ``["median:kernel=3"]``; attacks differentiate through them (BPDA where needed).
+        smoothing_sigma: also certify the classifier smoothed by Gaussian noise of this sigma (unit space,
+            e.g. "64/255"), with ``smoothing_n`` noisy copies per case: certified accuracy per L2 radius.
+    """
+    for name in attacks:
+        ATTACKS.get(name)  # unknown names fail before any work
+    run = open_run(run_dir)
+    target = load_target(run, split, max_cases)
+    if defences:
+        target = with_defences(target, defences)
+    target.model.eval()
+    space = target.space
+    eps_units = {e: space.eps(e) for e in eps}
+    clean_outputs = _predict(target, [b.x for b in target.batches])
+    report: dict[str, Any] = {
+        "run": run.path.name,
+        "task": target.kind,
+        "split": split,
+        "cases": target.cases,
+        "metric": target.metric,
+        "clean": target.score(clean_outputs, target.batches),
+        "settings": {
+            "attacks": list(attacks),
+            "eps": list(eps),
+            "steps": steps,
+            "seed": seed,
+            "defences": list(defences or []),
+        },
+        "results": [],
+    }
+    if smoothing_sigma is not None:
+        report["smoothing"] = _certify(target, space.eps(smoothing_sigma), smoothing_n, seed)
+    fit_batches = _fit_batches(run, target) if detectors or "universal" in attacks else None
+    detector_fit = _DetectorFit(target, fit_batches, seed) if detectors and fit_batches else None
+    out_dir = Path(out) if out is not None else run.path / "robustness"
+    units = [space.to_unit(b.x) for b in target.batches]
+    for name in attacks:
+        for e in eps:
+            attack = _held_out_universal(target, fit_batches) if name == "universal" else ATTACKS.get(name)
+            result, adversarial = _attack_split(target, units, name, attack, eps_units[e], steps, seed)
+            result["eps"] = e
+            if detector_fit is not None:
+                result["detectors"] = detector_fit.auroc(units, adversarial)
+            report["results"].append(result)
+            log.info("%s eps %s: %s %.4f", name, e, target.metric, result["metrics"][target.metric])
+        adv_inputs = _normalised(target, adversarial, units)
+        _write_examples(target, name, eps_units[eps[-1]], eps[-1], adv_inputs, clean_outputs, out_dir)
+    _write(report, out_dir)
+    return report
+
+
+def _predict(target: AttackTarget, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [target.forward(x).float() for x in inputs]
+
+
+def _attack_split(
+    target: AttackTarget,
+    units: list[tuple[torch.Tensor, UnitState]],
+    name: str,
+    attack: Any,
+    eps: float,
+    steps: int,
+    seed: int,
+) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    """Attack every batch (given as clean unit images and states); (result, adversarial unit images)."""
+    space = target.space
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    adversarial, linf, l2 = [], [], []
+    for batch, (u, state) in zip(target.batches, units, strict=True):
+        forward = space.forward_fn(target.forward, state)
+        u_adv = attack(forward, target.loss, u, batch.y, eps=eps, steps=steps, generator=generator).detach()
+        delta = (u_adv - u).flatten(1)
+        linf += delta.abs().amax(dim=1).tolist()
+        l2 += delta.norm(dim=1).tolist()
+        adversarial.append(u_adv)
+    outputs = _predict(target, _normalised(target, adversarial, units))
+    result = {
+        "attack": name,
+        "eps_unit": eps,
+        "metrics": target.score(outputs, target.batches),
+        "perturbation": {"linf_mean": float(np.mean(linf)), "l2_mean": float(np.mean(l2))},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return result, adversarial
+
+
+def _normalised(
+    target: AttackTarget, adversarial: list[torch.Tensor], units: list[tuple[torch.Tensor, UnitState]]
+) -> list[torch.Tensor]:
+    return [
+        target.space.from_unit(u_adv, state) for u_adv, (_, state) in zip(adversarial, units, strict=True)
+    ]
+
+
+RADII = (0.0, 0.25, 0.5, 1.0)  # L2, in unit-space units
+
+
+def _certify(target: AttackTarget, sigma: float, n: int, seed: int) -> dict[str, Any]:
+    """Randomised smoothing (Cohen et al. 2019) of a single-label classifier: certified accuracy by radius."""
+    from medsight.robustness.smoothing import SmoothedClassifier, certified_accuracy
+
+    if target.kind != "classify" or target.task.multilabel:
+        raise ConfigError("smoothing: certifies single-label classifiers only")
+    labels, radii, truth = [], [], []
+    for batch in target.batches:
+        u, state = target.space.to_unit(batch.x)
+        smooth = SmoothedClassifier.from_model(  # each case normalised with its own state
+            target.forward, target.space, state, len(target.class_names), sigma, seed=seed
+        )
+        got, r = smooth.certify(u, n0=100, n=n, alpha=0.001, batch=min(n, 500))
+        labels.append(got)
+        radii.append(r)
+        truth.append(batch.y.numpy())
+    labels_all, radii_all, y = np.concatenate(labels), np.concatenate(radii), np.concatenate(truth)
+    accuracy = certified_accuracy(labels_all, radii_all, y, RADII)
+    return {
+        "sigma": sigma,
+        "n": n,
+        "alpha": 0.001,
+        "certified_accuracy": {str(r): float(a) for r, a in zip(RADII, accuracy, strict=True)},
+        "abstained": float(np.mean(labels_all == -1)),
+        "median_radius_of_correct": float(np.median(radii_all[labels_all == y]))
+        if (labels_all == y).any()
+        else 0.0,
+    }
+
+
+class _DetectorFit:
+    """Detectors fitted on the validation split's clean inputs, scoring clean vs adversarial inputs
+    (``medsight.robustness.detectors.evaluate_detectors``: Mahalanobis, LID, feature squeezing)."""
+
+    def __init__(self, target: AttackTarget, fit_batches: list[Batch], seed: int) -> None:
+        self.target, self.seed = target, seed
+        self.x_fit, self.fit_state = target.space.to_unit(torch.cat([b.x for b in fit_batches]))
+        self.y_fit = torch.cat([b.y for b in fit_batches])
+
+    def auroc(self, units: list[tuple[torch.Tensor, UnitState]], adversarial: list[torch.Tensor]) -> dict:
+        from medsight.robustness.detectors import evaluate_detectors
+
+        space, model = self.target.space, self.target.model
+        x_clean, state = torch.cat([u for u, _ in units]), concat_states([s for _, s in units])
+        with torch.no_grad():
+            return evaluate_detectors(
+                space.forward_fn(model, state),
+                model,
+                self.x_fit,
+                self.y_fit,
+                x_clean,
+                torch.cat(adversarial),
+                fit_forward=space.forward_fn(model, self.fit_state),
+                seed=self.seed,
+            )
+
+
+def _fit_batches(run: Any, target: AttackTarget) -> list[Batch] | None:
+    """Clean cases disjoint from the attacked ones, to fit detectors and universal perturbations on: the
+    validation split of a classifier (None for segmenters, whose features and sizes vary per case)."""
+    if target.kind != "classify":
+        return None
+    try:
+        return load_target(run, "val").batches
+    except MedsightError as exc:  # no validation split: report without detectors
+        log.warning("no validation cases to fit detectors and universal perturbations on: %s", exc)
+        return None
+
+
+def _held_out_universal(target: AttackTarget, fit_batches: list[Batch] | None) -> Any:
+    """The universal attack with its perturbation fitted on the validation cases, applied to the attacked
+    ones (the registry's "universal" fits on the very batch it attacks, which overstates it)."""
+    from medsight.robustness.attacks.universal import apply_universal, fit_universal
+
+    if fit_batches is None or not target.space.stateless:
+        raise ConfigError(
+            "attack 'universal': needs a classifier with a validation split and an input normalisation "
+            "without per-image state (rgb, ct or unmasked zscore)"
+        )
+    u_fit, state = target.space.to_unit(torch.cat([b.x for b in fit_batches]))
+    y_fit = torch.cat([b.y for b in fit_batches])
+    fitted: dict[float, torch.Tensor] = {}
+
+    def attack(forward: Any, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, *, eps: float, **options: Any):
+        if eps not in fitted:
+            fit_forward = target.space.forward_fn(target.forward, state)
+            generator = options.get("generator")
+            fitted[eps] = fit_universal(fit_forward, loss_fn, u_fit, y_fit, eps=eps, generator=generator)
+        return apply_universal(x, fitted[eps])
+
+    return attack
+
+
+# ---------------------------------------------------------------------------------------- outputs
+def _write_examples(
+    target: AttackTarget,
+    name: str,
+    eps: float,
+    eps_text: str,
+    adversarial: list[torch.Tensor],
+    clean_outputs: list[torch.Tensor],
+    out_dir: Path,
+) -> None:
+    from medsight.report.robustness import perturbation_png
+    from medsight.utils import atomic_write
+
+    rows = []
+    adv_outputs = _predict(target, adversarial[:N_EXAMPLES])
+    for i, (batch, adv, clean_out, adv_out) in enumerate(
+        zip(target.batches, adversarial, clean_outputs, adv_outputs, strict=False)
+    ):
+        picks = range(min(N_EXAMPLES, len(batch.case_ids))) if target.kind == "classify" else [0]
+        for j in picks:
+            u, state = target.space.to_unit(batch.x[j : j + 1])
+            u_adv, _ = target.space.to_unit(adv[j : j + 1])
+            rows.append(
+                {
+                    "case": batch.case_ids[j],
+                    "clean": u[0].numpy(),
+                    "adversarial": u_adv[0].numpy(),
+                    "clean_text": _describe(target, clean_out[j : j + 1], batch.y[j : j + 1]),
+                    "adv_text": _describe(target, adv_out[j : j + 1], batch.y[j : j + 1]),
+                }
+            )
+        if len(rows) >= N_EXAMPLES or i + 1 >= N_EXAMPLES:
+            break
+    png = perturbation_png(rows[:N_EXAMPLES], f"{name}, eps {eps_text} ({eps:.4g} of the intensity range)")
+    atomic_write(out_dir / "examples" / f"{name}.png", lambda tmp: tmp.write_bytes(png))
+
+
+def _describe(target: AttackTarget, logits: torch.Tensor, y: torch.Tensor) -> str:
+    if target.kind == "segment":
+        dice = target.score([logits], [Batch(torch.empty(0), y, [""])])["dice"]
+        return f"Dice {dice:.3f}"
+    probs = target.task.probabilities(logits.float())[0]
+    if target.task.multilabel:
+        return ", ".join(f"{n} {p:.2f}" for n, p in zip(target.class_names, probs.tolist(), strict=True))
+    k = int(probs.argmax())
+    return f"{target.class_names[k]} ({float(probs[k]):.2f}); truth {target.class_names[int(y[0])]}"
+
+
+def _write(report: dict[str, Any], out_dir: Path) -> None:
+    from medsight.report import build_report
+    from medsight.report.robustness import metric_vs_eps_png
+    from medsight.utils import atomic_write
+
+    atomic_write_text(out_dir / "robustness.json", json.dumps(json_safe(report), indent=2))
+    png = metric_vs_eps_png(report)
+    atomic_write(out_dir / "metric_vs_eps.png", lambda tmp: tmp.write_bytes(png))
+    build_report(out_dir, title=f"Robustness · {report['run']} · {report['split']}")
+
+
+def parse_list(text: str | None, default: tuple[str, ...]) -> list[str]:
+    """``"pgd,fgsm"`` -> ["pgd", "fgsm"]; None -> the default."""
+    if text is None:
+        return list(default)
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"expected a comma-separated list, got {text!r}")
+    return items

@@ -1,0 +1,226 @@
+"""Robustness of trained runs through the Python API and the CLI: `medsight robustness`, `medsight attack`,
+adversarial training as a train option; the run is never changed by an attack."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medsight import api
+from medsight.config import load_config
+from medsight.io import read_image
+from medsight.robustness.evaluate import evaluate_robustness
+from testkit import CLASSIFY_QUICK
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "classify"))
+from classify_testutils import class_folders, medmnist_like  # noqa: E402
+
+QUICK = CLASSIFY_QUICK
+
+
+@pytest.fixture(scope="module")
+def bars(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return medmnist_like(tmp_path_factory.mktemp("data") / "bars.npz", n=(96, 48, 32))
+
+
+@pytest.fixture(scope="module")
+def run(bars: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return api.train(
+        bars, task="classify", overrides=QUICK, out=tmp_path_factory.mktemp("runs"), measure=False
+    )
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "robustness" not in p.parts
+    }
+
+
+def test_robustness_report_of_a_classifier_leaves_the_run_unchanged(run: Path, tmp_path: Path) -> None:
+    before = _digest(run)
+    report = evaluate_robustness(
+        run, attacks=["fgsm", "pgd"], eps=["2/255", "48/255"], steps=10, out=tmp_path / "rob"
+    )
+    assert _digest(run) == before  # checkpoints, plan, data, report untouched
+    assert report["metric"] == "accuracy" and report["cases"] == 32
+    clean = report["clean"]["accuracy"]
+    assert clean >= 0.9
+    by_key = {(r["attack"], r["eps"]): r for r in report["results"]}
+    assert set(by_key) == {("fgsm", "2/255"), ("fgsm", "48/255"), ("pgd", "2/255"), ("pgd", "48/255")}
+    strong = by_key[("pgd", "48/255")]
+    assert strong["metrics"]["accuracy"] < clean - 0.3  # a large budget breaks the model
+    assert strong["metrics"]["accuracy"] <= by_key[("fgsm", "48/255")]["metrics"]["accuracy"] + 0.05
+    assert strong["perturbation"]["linf_mean"] <= 48 / 255 + 1e-6
+    assert set(strong["detectors"]) >= {"mahalanobis", "lid", "feature-squeezing"}
+    assert all(0 <= v <= 1 for v in strong["detectors"].values())
+    saved = json.loads((tmp_path / "rob/robustness.json").read_text())
+    assert saved["results"][0]["attack"] == "fgsm"
+    html = (tmp_path / "rob/report.html").read_text()
+    assert "accuracy under attack" in html and "Detectors of adversarial inputs" in html
+    assert "Example perturbations" in html and html.count("data:image/png;base64") >= 3
+
+
+def test_robustness_cli_defaults_into_the_run_folder_and_shows_in_its_report(run: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medsight.cli.main",
+            "robustness",
+            "--run",
+            str(run),
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8/255",
+            "--no-detectors",
+            "--max-cases",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "clean accuracy" in out.stdout and "fgsm" in out.stdout
+    report = json.loads((run / "robustness/robustness.json").read_text())
+    assert report["cases"] == 8 and "detectors" not in report["results"][0]
+    api.evaluate(run, split="test")  # rebuilds the run's report, which now has a robustness section
+    assert "accuracy under attack" in (run / "report.html").read_text()
+
+
+def test_bad_attack_and_eps_are_clear_errors(run: Path, tmp_path: Path) -> None:
+    from medsight.errors import ConfigError, RegistryError
+
+    with pytest.raises(RegistryError, match="unknown attack 'pgdd'.*did you mean"):
+        evaluate_robustness(run, attacks=["pgdd"], out=tmp_path)
+    with pytest.raises(ConfigError, match="Hounsfield units need a CT model"):
+        evaluate_robustness(run, attacks=["fgsm"], eps=["10HU"], out=tmp_path)
+    cli = subprocess.run(
+        [sys.executable, "-m", "medsight.cli.main", "robustness", "--run", str(run), "--eps", "two"],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 2 and "eps" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_attack_cli_writes_adversarial_pictures_within_eps(run: Path, tmp_path: Path) -> None:
+    pics = class_folders(tmp_path / "pics", n=6, size=28)
+    originals = {p: p.read_bytes() for p in pics.rglob("*.png")}
+    out = tmp_path / "adv"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medsight.cli.main",
+            "attack",
+            "--run",
+            str(run),
+            "--input",
+            str(pics),
+            "--output",
+            str(out),
+            "--attack",
+            "pgd",
+            "--eps",
+            "3/255",
+            "--steps",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(p.read_bytes() == data for p, data in originals.items())  # inputs untouched
+    rows = list(csv.DictReader((out / "attack.csv").open()))
+    assert len(rows) == 6
+    changed = 0
+    for row in rows:
+        clean, adv = read_image(row["input"]).array, read_image(row["output"]).array
+        assert adv.dtype == np.uint8 and adv.shape == clean.shape
+        diff = np.abs(adv.astype(int) - clean.astype(int))
+        assert diff.max() <= 3  # grey levels: 3/255 of the 8-bit range
+        changed += int(diff.max() > 0)
+        assert row["clean"] and row["adversarial"]
+    assert changed == 6
+
+
+def test_attack_refuses_to_write_over_its_inputs(run: Path, tmp_path: Path) -> None:
+    from medsight.errors import ConfigError
+    from medsight.robustness.files import attack_path
+
+    pics = class_folders(tmp_path / "pics", n=2, size=28) / "vertical"
+    with pytest.raises(ConfigError, match="never replace the inputs"):
+        attack_path(run, pics, pics)
+
+
+# ------------------------------------------------------------------------------------ segmentation
+def test_segmenter_robustness_and_attack(tmp_path: Path) -> None:
+    from medsight.data import make_phantom_dataset
+
+    data = make_phantom_dataset(tmp_path / "fundus", kind="fundus2d", n_train=4, n_test=2, seed=3, size=64)
+    quick = [
+        "train.max_iterations=4",
+        "train.iterations_per_epoch=2",
+        "train.progress=false",
+        "plan.batch_size=2",
+        "data.num_folds=2",
+    ]
+    run = api.train(data, overrides=quick, out=tmp_path / "runs", measure=False)
+    report = evaluate_robustness(run, attacks=["fgsm"], eps=["16/255"], max_cases=1, out=tmp_path / "rob")
+    assert report["metric"] == "dice" and report["task"] == "segment" and report["cases"] == 1
+    assert "detectors" not in report["results"][0]
+    assert 0 <= report["results"][0]["metrics"]["dice"] <= 1
+    image = next((data / "imagesTs").iterdir())
+    from medsight.robustness.files import attack_path
+
+    written = attack_path(run, image, tmp_path / "adv", attack="fgsm", eps="4/255")
+    adv, clean = read_image(written[0]).array, read_image(image).array
+    assert adv.shape == clean.shape and 0 < np.abs(adv.astype(int) - clean.astype(int)).max() <= 4
+
+
+# ------------------------------------------------------------------------------------ adversarial training
+def test_adversarial_training_config_and_planning_budget() -> None:
+    cfg = load_config(None, ["train.adversarial.method=trades", "train.time_budget=10m"], task="classify")
+    assert cfg.train.adversarial.method == "trades" and cfg.train.adversarial.eps == "2/255"
+    assert api.planning_budget(cfg) == pytest.approx(600 / (1 + 7 + 1))  # attack steps + TRADES' clean pass
+    assert api.planning_budget(load_config(None, ["train.time_budget=10m"])) == 600
+    from medsight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eps"):
+        load_config(None, ["train.adversarial.eps=big"])
+
+
+@pytest.mark.parametrize("method", ["pgd", "trades"])
+def test_adversarial_training_step_trains_on_harder_inputs(run: Path, method: str) -> None:
+    from medsight.config import AdversarialConfig, TrainConfig
+    from medsight.runs import open_run
+    from medsight.tasks.base import StepContext
+    from medsight.tasks.classify.pipeline import label_tensor, load_model, samples_of_split, stack_inputs
+    from medsight.tasks.classify.task import ClassifyTask
+
+    r = open_run(run)
+    _, model = load_model(r, device="cpu")
+    samples = samples_of_split(r, "test")[:16]
+    batch = {"image": stack_inputs(samples, r.plan).float(), "label": label_tensor(samples, False)}
+    ctx = StepContext(
+        0, 0, torch.device("cpu"), [], lambda: torch.autocast("cpu", enabled=False), progress=1.0
+    )
+    plain = ClassifyTask(r.plan, TrainConfig()).training_step(model, batch, ctx).loss
+    config = TrainConfig(adversarial=AdversarialConfig(method=method, eps="32/255", steps=5))
+    torch.manual_seed(0)
+    robust = ClassifyTask(r.plan, config).training_step(model, batch, ctx).loss
+    assert robust > plain + 0.02  # the attack makes the batch harder (PGD) or adds a KL term (TRADES)
+    warm = StepContext(0, 0, torch.device("cpu"), [], ctx.autocast, progress=0.0)
+    assert float(ClassifyTask(r.plan, config).training_step(model, batch, warm).loss) == pytest.approx(
+        float(plain)
+    )
