@@ -3,7 +3,7 @@
 Usage (from the repo root, after `make setup`)::
 
     .venv/bin/python benchmarks/robustness.py classify pneumoniamnist --time-budget 6m --adv-budget 20m
-    .venv/bin/python benchmarks/robustness.py segment isic2018 --time-budget 30m --max-cases 100
+    .venv/bin/python benchmarks/robustness.py segment isic2018 --time-budget 30m --max-cases 50 --steps 10
 
 Each trains the undefended model (default plan, only the budget set) and the same task with PGD
 adversarial training (``train.adversarial``: PGD, eps ``--adv-eps``, ``--adv-steps`` steps), or reuses
@@ -51,7 +51,7 @@ def attack(args: argparse.Namespace, run: Path, task: str) -> dict[str, Any]:
         run,
         attacks=["fgsm", "pgd"],
         eps=EPS,
-        steps=20,
+        steps=args.steps,
         max_cases=args.max_cases,
         detectors=task == "classify",
         out=args.out / f"robustness-{run.name}",
@@ -61,7 +61,7 @@ def attack(args: argparse.Namespace, run: Path, task: str) -> dict[str, Any]:
 def headline(report: dict[str, Any], eps: str = "2/255") -> dict[str, float]:
     metric = report["metric"]
     at = {r["attack"]: r["metrics"][metric] for r in report["results"] if r["eps"] == eps}
-    return {"clean": report["clean"][metric], f"fgsm@{eps}": at["fgsm"], f"pgd20@{eps}": at["pgd"]}
+    return {"clean": report["clean"][metric], f"fgsm@{eps}": at["fgsm"], f"pgd@{eps}": at["pgd"]}
 
 
 def bench(args: argparse.Namespace, task: str) -> dict[str, Any]:
@@ -84,9 +84,9 @@ def bench(args: argparse.Namespace, task: str) -> dict[str, Any]:
             print(f"  {r['attack']:5s} {r['eps']:6s} {report['metric']} {value:.3f} {r.get('detectors', {})}")
     und, adv = runs["undefended"]["headline"], runs["pgd_at"]["headline"]
     runs["targets"] = {
-        "robust_gain_pgd20@2/255": adv["pgd20@2/255"] - und["pgd20@2/255"],
+        "robust_gain_pgd@2/255": adv["pgd@2/255"] - und["pgd@2/255"],
         "clean_loss": und["clean"] - adv["clean"],
-        "met": adv["pgd20@2/255"] - und["pgd20@2/255"] >= 0.30 and und["clean"] - adv["clean"] <= 0.05,
+        "met": adv["pgd@2/255"] - und["pgd@2/255"] >= 0.30 and und["clean"] - adv["clean"] <= 0.05,
     }
     print(json.dumps(runs["targets"]))
     return runs
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--adv-eps", default="2/255")
     parser.add_argument("--adv-steps", type=int, default=3)
     parser.add_argument("--max-cases", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=20, help="PGD iterations of the evaluation (PGD-20)")
     parser.add_argument("--run", type=Path, default=None, help="reuse a finished undefended run")
     parser.add_argument(
         "--adv-run", type=Path, default=None, help="reuse a finished adversarially trained run"

@@ -18,7 +18,7 @@ from medsight import api
 from medsight.config import load_config
 from medsight.io import read_image
 from medsight.robustness.evaluate import evaluate_robustness
-from testkit import CLASSIFY_QUICK
+from testkit import CLASSIFY_QUICK, SEGMENT_QUICK
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "classify"))
 from classify_testutils import class_folders, medmnist_like  # noqa: E402
@@ -168,14 +168,7 @@ def test_segmenter_robustness_and_attack(tmp_path: Path) -> None:
     from medsight.data import make_phantom_dataset
 
     data = make_phantom_dataset(tmp_path / "fundus", kind="fundus2d", n_train=4, n_test=2, seed=3, size=64)
-    quick = [
-        "train.max_iterations=4",
-        "train.iterations_per_epoch=2",
-        "train.progress=false",
-        "plan.batch_size=2",
-        "data.num_folds=2",
-    ]
-    run = api.train(data, overrides=quick, out=tmp_path / "runs", measure=False)
+    run = api.train(data, overrides=SEGMENT_QUICK, out=tmp_path / "runs", measure=False)
     report = evaluate_robustness(run, attacks=["fgsm"], eps=["16/255"], max_cases=1, out=tmp_path / "rob")
     assert report["metric"] == "dice" and report["task"] == "segment" and report["cases"] == 1
     assert "detectors" not in report["results"][0]
@@ -224,3 +217,15 @@ def test_adversarial_training_step_trains_on_harder_inputs(run: Path, method: st
     assert float(ClassifyTask(r.plan, config).training_step(model, batch, warm).loss) == pytest.approx(
         float(plain)
     )
+
+
+def test_segmenter_trains_adversarially(tmp_path: Path) -> None:
+    from medsight.data import make_phantom_dataset
+    from medsight.runs import open_run
+
+    data = make_phantom_dataset(tmp_path / "fundus", kind="fundus2d", n_train=4, n_test=1, seed=3, size=64)
+    adversarial = "train.adversarial={method: trades, eps: 4/255, steps: 2, warmup: 0}"
+    run = api.train(data, overrides=[*SEGMENT_QUICK, adversarial], out=tmp_path / "runs", measure=False)
+    assert open_run(run).config.train.adversarial.method == "trades"
+    losses = [json.loads(line)["train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert losses and all(np.isfinite(losses))

@@ -23,32 +23,28 @@ it only where the service is wanted (the CLI does so inside ``medsight serve``).
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import hmac
-import io
 import logging
 import os
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from medsight.deploy.service_models import MEDIA_TYPES, ServedModel, load_service_model
+from medsight.deploy.service_queue import MAX_QUEUE, InferenceQueue, ServiceError
 from medsight.errors import ConfigError, DataError, MedsightError
-from medsight.runs import Run, open_run
 
 if TYPE_CHECKING:
     from medsight.io import Image
@@ -58,7 +54,6 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "MEDSIGHT_API_TOKEN"
 MAX_UPLOAD_BYTES = 256 * 1024**2
 TIMEOUT_S = 120.0
-MAX_QUEUE = 64  # requests waiting for a worker beyond this are refused with 503
 UNZIP_FACTOR = 8  # a DICOM zip may expand to this many times the upload limit
 PREDICT_PATH = "/predict"
 CHUNK = 1024 * 1024
@@ -66,17 +61,6 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-class ServiceError(Exception):
-    """An HTTP error with a message for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-# ------------------------------------------------------------------------------------------------ schemas
 
 
 class ErrorBody(BaseModel):
@@ -130,255 +114,6 @@ class HealthBody(BaseModel):
     auth: bool
     max_upload_bytes: int
     timeout_s: float
-
-
-# ------------------------------------------------------------------------------------------------ models
-
-
-class _Model:
-    """A loaded run: ``predict(image) -> JSON-able dict``."""
-
-    kind: str
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-
-    def info(self) -> dict[str, Any]:
-        plan = self.run.plan
-        return {
-            "network": getattr(plan, "network", None),
-            "dim": plan.dim,
-            "in_channels": plan.in_channels,
-            "classes": list(plan.class_names),
-            "checkpoint": self.run.checkpoint.name,
-        }
-
-    def check(self, image: Image) -> None:
-        """Refuse images the model cannot take, with the reason."""
-        from medsight.io.readers import has_nonfinite
-
-        plan = self.run.plan
-        if image.ndim != plan.dim:
-            raise DataError(
-                f"the image is {image.ndim}D (spatial shape {image.shape}); "
-                f"this model takes {plan.dim}D images"
-            )
-        if image.channels != plan.in_channels:
-            raise DataError(
-                f"the image has {image.channels} channel(s); this model takes {plan.in_channels}"
-                + (" (send one file per case with the channels stacked)" if plan.in_channels > 1 else "")
-            )
-        if has_nonfinite(image):
-            raise DataError("the image holds NaN or infinite values")
-
-
-class _Segmenter(_Model):
-    kind = "segment"
-
-    def __init__(self, run: Run) -> None:
-        from medsight.tasks.segment.pipeline import load_model
-        from medsight.tasks.segment.predictor import Predictor
-
-        super().__init__(run)
-        self.predictor = Predictor(*load_model(run, "auto"))
-
-    def predict(self, image: Image, output: str, preview: bool) -> dict[str, Any] | bytes:
-        labels = self.predictor.predict_image(image, "upload")
-        plan = self.run.plan
-        names = (
-            dict(zip(plan.class_names, plan.label_values, strict=False))
-            if not plan.regions
-            else {f"label_{v}": v for v in plan.label_values}
-        )
-        clean = _without_meta(labels)
-        fmt = output if output != "json" else ("png" if labels.ndim == 2 else "nifti")
-        if fmt == "png" and labels.ndim != 2:
-            raise DataError("format=png is only for 2D images; ask for format=nifti or json")
-        data = _encode(clean, ".png" if fmt == "png" else ".nii.gz")
-        if output != "json":
-            return data
-        voxel = float(np.prod(labels.spacing))
-        unit = "mm2" if labels.ndim == 2 else "mm3"
-        arr = labels.array[0]
-        volumes = {
-            name: {"label": int(v), "voxels": int(n), "size": n * voxel, "unit": unit}
-            for name, v in names.items()
-            if v != 0
-            for n in [int(np.count_nonzero(arr == v))]
-        }
-        body: dict[str, Any] = {
-            "task": "segment",
-            "shape": list(labels.shape),
-            "spacing": list(labels.spacing),
-            "labels": {k: int(v) for k, v in names.items()},
-            "volumes": volumes,
-            "mask": {
-                "format": fmt,
-                "media_type": _MEDIA[fmt],
-                "data": base64.b64encode(data).decode("ascii"),
-            },
-        }
-        if preview:
-            body["preview"] = _preview(image, arr)
-        return body
-
-
-class _Classifier(_Model):
-    kind = "classify"
-
-    def __init__(self, run: Run) -> None:
-        from medsight.tasks.classify.pipeline import load_model
-
-        super().__init__(run)
-        self.task, self.model = load_model(run, "auto")
-
-    def predict(self, image: Image, output: str, preview: bool) -> dict[str, Any]:
-        from medsight.data.classification import Sample
-        from medsight.metrics.classification import predict_labels
-        from medsight.tasks.classify.pipeline import predict_probabilities, stack_inputs
-
-        if output != "json":
-            raise DataError(f"format={output} is for segmentation models; a classifier answers JSON")
-        plan = self.task.plan
-        x = stack_inputs([Sample("upload", -1, array=image.array)], plan)
-        probs = predict_probabilities(self.task, self.model, x)
-        label = np.asarray(predict_labels(probs, plan.problem, plan.thresholds)[0])
-        names = list(plan.class_names)
-        if label.ndim == 0:
-            predicted = [names[int(label)]]
-        else:
-            predicted = [n for n, v in zip(names, label, strict=True) if v]
-        body: dict[str, Any] = {
-            "task": "classify",
-            "problem": plan.problem,
-            "probabilities": {n: float(p) for n, p in zip(names, probs[0], strict=True)},
-            "predicted": predicted,
-        }
-        if preview:
-            body["preview"] = _preview(image, None)
-        return body
-
-
-_MEDIA = {"png": "image/png", "nifti": "application/gzip"}
-
-
-def _without_meta(image: Image) -> Image:
-    """The label map without the input's metadata (source path, tags): only geometry travels."""
-    from medsight.io import Image as ImageType
-
-    keep = {k: image.meta[k] for k in ("sform_code", "qform_code") if k in image.meta}
-    return ImageType(image.array, image.spacing, image.origin, image.direction, keep)
-
-
-def _encode(image: Image, suffix: str) -> bytes:
-    from medsight.io import write_image
-
-    with tempfile.TemporaryDirectory(prefix="medsight-serve-") as tmp:
-        return write_image(image, Path(tmp) / f"mask{suffix}").read_bytes()
-
-
-def _png(arr: np.ndarray) -> str:
-    from PIL import Image as PILImage
-
-    buf = io.BytesIO()
-    PILImage.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _preview(image: Image, labels: np.ndarray | None) -> dict[str, Any]:
-    """PNGs for display: the image (windowed, RGB kept) and the label map, for 3D on the slice
-    along the last axis with the most foreground."""
-    from medsight.report.plots import _display_image, middle_slice
-
-    arr = np.asarray(image.array, dtype=np.float32)
-    index = None
-    if image.ndim == 3:
-        index = middle_slice(labels) if labels is not None else arr.shape[-1] // 2
-        arr = arr[..., index]
-        labels = labels[..., index] if labels is not None else None
-    shown = np.moveaxis(arr[:3], 0, -1) if arr.shape[0] == 3 else arr[0]
-    grey = (np.clip(_display_image(shown), 0.0, 1.0) * 255).round().astype(np.uint8)
-    out: dict[str, Any] = {"image": _png(grey), "mask": None, "slice": index}
-    if labels is not None:
-        out["mask"] = _png(np.clip(labels, 0, 255).astype(np.uint8))
-    return out
-
-
-def load_service_model(run_dir: str | Path) -> _Model:
-    """The run's model, loaded once, wrapped for the service."""
-    run = open_run(run_dir)
-    if run.config.task == "segment":
-        return _Segmenter(run)
-    if run.config.task == "classify":
-        return _Classifier(run)
-    raise ConfigError(f"{run.path}: the service serves segment and classify runs, not {run.config.task!r}")
-
-
-# ------------------------------------------------------------------------------------------------ queue
-
-
-class InferenceQueue:
-    """A bounded pool of worker threads: jobs run in arrival order, at most ``workers`` at a time.
-
-    The threads start with the first job (or :meth:`start`) and stop when the last server that
-    started them stops (:meth:`shutdown`); the same app can be served again afterwards.
-    """
-
-    def __init__(self, workers: int = 1, max_queue: int = MAX_QUEUE) -> None:
-        if workers < 1:
-            raise ConfigError(f"workers: expected >= 1, got {workers}")
-        self.workers, self.max_queue = workers, max_queue
-        self.pending = 0
-        self.served = 0  # requests answered 200 (counted by the app)
-        self._pool: ThreadPoolExecutor | None = None
-        self._users = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        """A server starts using the queue."""
-        with self._lock:
-            self._users += 1
-
-    def shutdown(self) -> None:
-        """A server stops; the last one stops the threads (queued jobs are cancelled)."""
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            pool, self._pool = (self._pool, None) if self._users == 0 else (None, self._pool)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _submit(self, job: Callable[[], Any]) -> Future:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="medsight-infer")
-            return self._pool.submit(job)
-
-    async def run(self, job: Callable[[], Any], timeout_s: float) -> Any:
-        """Run ``job`` on a worker; ServiceError 503 when the queue is full or the job never started
-        within ``timeout_s``, 504 when it started but did not finish in time."""
-        with self._lock:
-            if self.pending >= self.max_queue:
-                raise ServiceError(503, f"the server is busy ({self.pending} requests waiting); retry later")
-            self.pending += 1
-        try:
-            future = self._submit(job)
-        except BaseException:
-            self._done(None)
-            raise
-        future.add_done_callback(self._done)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
-        except TimeoutError:
-            if future.cancelled() or future.cancel():
-                raise ServiceError(
-                    503,
-                    f"the request waited {timeout_s:g} s behind other requests without starting; retry later",
-                ) from None
-            raise ServiceError(504, f"processing took longer than the limit of {timeout_s:g} s") from None
-
-    def _done(self, _: Future | None) -> None:
-        with self._lock:
-            self.pending -= 1
 
 
 # ------------------------------------------------------------------------------------------------ uploads
@@ -621,7 +356,7 @@ def create_app(
             suffix = ".png" if output == "png" else ".nii.gz"
             return Response(
                 result,
-                media_type=_MEDIA[output],
+                media_type=MEDIA_TYPES[output],
                 headers={"Content-Disposition": f'attachment; filename="mask{suffix}"'},
             )
         return JSONResponse(result)
@@ -653,7 +388,7 @@ def create_app(
 
 
 async def _predict_upload(
-    file: Any, output: str, preview: bool, model: _Model, queue: InferenceQueue, settings: _Settings
+    file: Any, output: str, preview: bool, model: ServedModel, queue: InferenceQueue, settings: _Settings
 ) -> dict[str, Any] | bytes:
     """Save the upload to a temporary file, then read and predict it on a worker."""
     suffix = upload_suffix(file.filename)

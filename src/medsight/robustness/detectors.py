@@ -170,11 +170,16 @@ class MahalanobisDetector(_FeatureDetector):
         return self.score_features(self.features(forward, x))
 
     def score_features(self, feats: dict[str, np.ndarray]) -> np.ndarray:
+        if len(self.layers) == 1:
+            return self.layer_distances(feats)[:, 0]
+        return self.layer_distances(feats).mean(axis=1)
+
+    def layer_distances(self, feats: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, layers) distances, each layer's divided by its median on the fit data when several."""
         if not hasattr(self, "means"):
             raise ConfigError("mahalanobis detector: call fit() before score()")
-        if len(self.layers) == 1:
-            return self._distance(self.layers[0], feats[self.layers[0]])
-        return np.mean([self._distance(k, feats[k]) / self.scale[k] for k in self.layers], axis=0)
+        scale = (lambda k: self.scale[k]) if len(self.layers) > 1 else (lambda k: 1.0)
+        return np.stack([self._distance(k, feats[k]) / scale(k) for k in self.layers], axis=1)
 
     def _distance(self, layer: str, f: np.ndarray) -> np.ndarray:
         diff = f[:, None, :] - self.means[layer][None]  # (B, K, D)
@@ -358,9 +363,12 @@ def evaluate_detectors(
     (default ``model_forward``) on ``x_fit`` -- pass one bound to ``x_fit``'s ``UnitState`` when the
     normalisation has a per-image state. ``layers`` overrides each detector's default layers.
 
-    Returns ``mahalanobis``, ``lid`` (unsupervised mean LID, all pairs), ``lid-supervised`` (a logistic
+    Returns ``mahalanobis`` (mean of the per-layer distances), ``mahalanobis-supervised`` (Lee et al.'s
+    logistic regression on the per-layer distances, trained on the first half of the pairs and scored on
+    the second half), ``lid`` (unsupervised mean LID, all pairs), ``lid-supervised`` (a logistic
     regression trained on the first half of the pairs plus noisy copies with the same per-sample L-inf size
-    as the attack, scored on the second half; absent below 4 pairs) and ``feature-squeezing``.
+    as the attack, scored on the second half) and ``feature-squeezing``; the supervised ones are absent
+    below 4 pairs.
 
     Caveat (measured on a tiny classifier): the unsupervised feature scores also flag random +-eps noise,
     often more than the attack; they detect off-distribution inputs, not adversarial intent. The
@@ -374,15 +382,18 @@ def evaluate_detectors(
     results: dict[str, float] = {}
 
     maha = MahalanobisDetector(feature_model, layers).fit(fit_forward, x_fit, y_fit)
-    results["mahalanobis"] = detection_auroc(
-        maha.score(model_forward, x_clean), maha.score(model_forward, x_adv)
-    )
+    dist = [maha.layer_distances(maha.features(model_forward, x)) for x in (x_clean, x_adv)]
+    results["mahalanobis"] = detection_auroc(dist[0].mean(1), dist[1].mean(1))
+    half = x_clean.shape[0] // 2
+    if half >= 2:  # Lee et al.'s feature ensemble: a logistic regression on the per-layer distances
+        results["mahalanobis-supervised"] = _supervised_auroc(
+            dist[0][:half], dist[1][:half], dist[0][half:], dist[1][half:]
+        )
 
     lid = LIDDetector(feature_model, layers, k=k).fit(fit_forward, x_fit)
     x_noisy = matched_noise(x_clean, x_adv, seed=seed)
     lids = [lid.lids(lid.features(model_forward, x)) for x in (x_clean, x_adv, x_noisy)]
     results["lid"] = detection_auroc(lids[0].mean(1), lids[1].mean(1))
-    half = x_clean.shape[0] // 2
     if half >= 2:
         lid.fit_classifier(lids[0][:half], lids[1][:half], lids[2][:half])
         results["lid-supervised"] = detection_auroc(
@@ -394,6 +405,20 @@ def evaluate_detectors(
         squeeze.score(model_forward, x_clean), squeeze.score(model_forward, x_adv)
     )
     return results
+
+
+def _supervised_auroc(
+    clean_fit: np.ndarray, adv_fit: np.ndarray, clean_test: np.ndarray, adv_test: np.ndarray
+) -> float:
+    """AUROC on (clean_test, adv_test) of a logistic regression fitted on (clean_fit, adv_fit) features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.concatenate([clean_fit, adv_fit])
+    labels = np.r_[np.zeros(len(clean_fit)), np.ones(len(adv_fit))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features, labels)
+    return detection_auroc(model.predict_proba(clean_test)[:, 1], model.predict_proba(adv_test)[:, 1])
 
 
 def matched_noise(x_clean: torch.Tensor, x_adv: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
