@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from robustness_testutils import Trained, class_images, seg_images, train_tiny
+from robustness_testutils import Trained, class_images, seg_images, tiny_net, train_tiny
 from torch import nn
 
 
 @pytest.fixture(scope="session")
 def classifier() -> Trained:
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 2),
-    )
-    return train_tiny(net, class_images, 160, 64, 60)
+    return train_tiny(tiny_net(hidden=False), class_images, 160, 64, 60)
 
 
 @pytest.fixture(scope="session")

@@ -102,8 +102,10 @@ def synthetic_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clamp(0, 1), y
 
 
-def tiny_net() -> nn.Module:
-    return nn.Sequential(
+def tiny_net(hidden: bool = True) -> nn.Module:
+    """Two conv layers, global pooling and a linear head (after a hidden linear layer when ``hidden``).
+    Layers are built in order, so a seed gives the same initial weights as before this option existed."""
+    body = [
         nn.Conv2d(1, 8, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -111,10 +113,9 @@ def tiny_net() -> nn.Module:
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(16, 16),
-        nn.ReLU(),
-        nn.Linear(16, 2),
-    )
+    ]
+    head = [nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2)] if hidden else [nn.Linear(16, 2)]
+    return nn.Sequential(*body, *head)
 
 
 @lru_cache(maxsize=2)

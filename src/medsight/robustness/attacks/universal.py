@@ -76,16 +76,13 @@ def universal(
     y: torch.Tensor,
     *,
     eps: float,
-    norm: str = "linf",
-    epochs: int = 5,
-    step_size: float | None = None,
-    batch_size: int = 32,
     generator: torch.Generator | None = None,
-    **_: object,
+    **options: object,
 ) -> torch.Tensor:
-    """Fits one universal perturbation on ``x`` and applies it to ``x`` (see the module's note)."""
-    options = {"norm": norm, "epochs": epochs, "step_size": step_size, "batch_size": batch_size}
-    delta = fit_universal(forward, loss_fn, x, y, eps=eps, generator=generator, **options)
+    """Fits one universal perturbation on ``x`` and applies it to ``x`` (see the module's note); options:
+    those of :func:`fit_universal` (norm, epochs, step_size, batch_size), others are ignored."""
+    known = {k: v for k, v in options.items() if k in ("norm", "epochs", "step_size", "batch_size")}
+    delta = fit_universal(forward, loss_fn, x, y, eps=eps, generator=generator, **known)  # type: ignore[arg-type]
     return apply_universal(x, delta)
 
 
