@@ -98,6 +98,31 @@ def test_robustness_cli_defaults_into_the_run_folder_and_shows_in_its_report(run
     assert "accuracy under attack" in (run / "report.html").read_text()
 
 
+def test_defences_and_randomised_smoothing_in_the_report(run: Path, tmp_path: Path) -> None:
+    common = {"attacks": ["pgd"], "eps": ["48/255"], "steps": 5, "max_cases": 16, "detectors": False}
+    bare = evaluate_robustness(run, out=tmp_path / "bare", **common)
+    report = evaluate_robustness(
+        run,
+        out=tmp_path / "defended",
+        defences=["median:kernel=3"],
+        smoothing_sigma="64/255",
+        smoothing_n=50,
+        **common,
+    )
+    assert report["settings"]["defences"] == ["median:kernel=3"]
+    assert report["clean"]["accuracy"] >= 0.8  # the bars survive a 3x3 median
+    assert report["results"][0]["metrics"]["accuracy"] != bare["results"][0]["metrics"]["accuracy"]
+    smoothing = report["smoothing"]
+    assert smoothing["sigma"] == pytest.approx(64 / 255) and smoothing["n"] == 50
+    certified = smoothing["certified_accuracy"]
+    assert list(certified) == ["0.0", "0.25", "0.5", "1.0"]
+    assert certified["0.0"] >= certified["0.25"] >= certified["1.0"] and certified["0.0"] > 0.5
+    from medsight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="median:kernel=2|kernel"):
+        evaluate_robustness(run, out=tmp_path / "bad", defences=["median:kernel=2"], **common)
+
+
 def test_bad_attack_and_eps_are_clear_errors(run: Path, tmp_path: Path) -> None:
     from medsight.errors import ConfigError, RegistryError
 
