@@ -294,8 +294,8 @@ def split_cases(run: Run, spec: Any, split: str) -> list[Any]:
 def _folder_spec(run: Run, images: Path, labels: Path) -> Any:
     """A dataset of the images under ``images`` paired by file name with labels under ``labels``."""
     from medsight.data.spec import Case, DatasetSpec
+    from medsight.deploy.cases import group_inputs
     from medsight.io.readers import split_suffix
-    from medsight.tasks.segment.predictor import group_inputs
 
     groups = group_inputs(images, run.plan.in_channels)
     label_files = {split_suffix(p)[0]: p for p in sorted(labels.iterdir()) if p.is_file()}
@@ -304,11 +304,7 @@ def _folder_spec(run: Run, images: Path, labels: Path) -> Any:
         if case_id not in label_files:
             raise DataError(f"{labels}: no label file for case {case_id!r} (looked for {case_id}.*)")
         cases.append(Case(case_id=case_id, images=tuple(files), label=label_files[case_id]))
-    names = (
-        dict(zip(run.plan.class_names, run.plan.label_values, strict=False))
-        if not run.plan.regions
-        else {f"label_{v}": v for v in run.plan.label_values}
-    )
+    names = run.plan.label_names()
     return DatasetSpec(
         name=images.name,
         root=images,

@@ -117,6 +117,7 @@ def test_defences_and_randomised_smoothing_in_the_report(run: Path, tmp_path: Pa
     certified = smoothing["certified_accuracy"]
     assert list(certified) == ["0.0", "0.25", "0.5", "1.0"]
     assert certified["0.0"] >= certified["0.25"] >= certified["1.0"] and certified["0.0"] > 0.5
+    assert "Randomised smoothing" in (tmp_path / "defended/report.html").read_text()
     from medsight.errors import ConfigError
 
     with pytest.raises(ConfigError, match="median:kernel=2|kernel"):

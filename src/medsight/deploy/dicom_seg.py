@@ -280,13 +280,8 @@ def dicom_segs(
     by_case = {split_suffix(o)[0]: o for o in outputs}
     if len(groups) == 1 and len(outputs) == 1:
         by_case = {next(iter(groups)): outputs[0]}
-    values = [v for v in plan.label_values if v != 0]
-    # region-trained plans name their (overlapping) regions; the label map written holds label values
-    names = (
-        [f"label_{v}" for v in values]
-        if plan.regions
-        else [n for n, v in zip(plan.class_names, plan.label_values, strict=True) if v != 0]
-    )
+    foreground = {n: v for n, v in plan.label_names().items() if v != 0}
+    names, values = list(foreground), list(foreground.values())
     written = []
     for case_id, files in groups.items():
         nifti = by_case.get(case_id)

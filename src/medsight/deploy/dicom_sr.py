@@ -31,15 +31,11 @@ _LO = 64
 def _source_datasets(source: str | Path | Sequence[Any]) -> list[Any]:
     """Headers of the source: a DICOM file, a series folder or zip, or datasets as given."""
     from medsight.deploy.dicom_seg import repair_uids
-    from medsight.io.dicom import _dcmread, read_series_datasets
+    from medsight.io.dicom import is_zip, read_series_datasets
 
     if isinstance(source, str | Path):
         p = Path(source)
-        datasets = (
-            [_dcmread(p, headers_only=True, lenient=False)]
-            if p.is_file() and not p.name.lower().endswith(".zip")
-            else read_series_datasets(p)
-        )
+        datasets = read_series_datasets([p] if p.is_file() and not is_zip(p) else p)
     else:
         datasets = list(source)
     repair_uids(datasets, required=("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"), what="SR")

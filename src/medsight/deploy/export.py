@@ -92,10 +92,10 @@ def _network(run: Any) -> tuple[Any, Any]:
         size = run.plan.input_size
     else:
         from medsight.tasks.segment.pipeline import load_model
-        from medsight.tasks.segment.task import _HeadOnly
+        from medsight.tasks.segment.task import HeadOnly
 
         _, net = load_model(run, "cpu")
-        model = _HeadOnly(net).eval()  # deep supervision: the full-resolution output only
+        model = HeadOnly(net).eval()  # deep supervision: the full-resolution output only
         size = run.plan.patch_size
     example = torch.randn((1, run.plan.in_channels, *size), generator=torch.Generator().manual_seed(0))
     return model, example

@@ -161,12 +161,11 @@ def load_spec(model_dir: Path) -> dict[str, Any]:
 
 
 def _plan(spec: dict[str, Any], model_dir: Path) -> Any:
-    from medsight.errors import ConfigError as PlanError
     from medsight.planning import plan_class
 
     try:
         return plan_class(spec["task"]).model_validate(spec["plan"])
-    except (PlanError, ValueError) as exc:
+    except (ConfigError, ValueError) as exc:
         raise DataError(f"{model_dir / SPEC_FILE}: invalid plan ({str(exc).splitlines()[0]})") from exc
 
 

@@ -68,11 +68,7 @@ class _Segmenter(ServedModel):
     def predict(self, image: Image, output: str, preview: bool) -> dict[str, Any] | bytes:
         labels = self.predictor.predict_image(image, "upload")
         plan = self.run.plan
-        names = (
-            dict(zip(plan.class_names, plan.label_values, strict=False))
-            if not plan.regions
-            else {f"label_{v}": v for v in plan.label_values}
-        )
+        names = plan.label_names()
         clean = _without_meta(labels)
         fmt = output if output != "json" else ("png" if labels.ndim == 2 else "nifti")
         if fmt == "png" and labels.ndim != 2:

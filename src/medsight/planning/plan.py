@@ -102,3 +102,10 @@ class Plan(PlanBase):
     def out_channels(self) -> int:
         """Network output channels: one per region (sigmoid) or one per class (softmax)."""
         return len(self.regions) if self.regions else len(self.class_names)
+
+    def label_names(self) -> dict[str, int]:
+        """Name -> value of the label maps predictions are written as (background included): the class
+        names, or ``label_<value>`` when the plan trains overlapping regions (their names are not values)."""
+        if self.regions:
+            return {f"label_{v}": v for v in self.label_values}
+        return dict(zip(self.class_names, self.label_values, strict=True))

@@ -55,7 +55,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     dataset = _first(_get(config, "data", "dataset"), plan.get("dataset"))
     page_title = title or " · ".join(str(x) for x in (task, dataset) if x) or run.name
     if (run / "robustness.json").is_file() and not (run / "config.yaml").is_file():
-        sections = robustness_sections(run)  # a folder written by `medsight robustness --out`
+        sections = _robustness_sections(run)  # a folder written by `medsight robustness --out`
     else:
         sections = _run_sections(run, plan, env)
     header = _header(page_title, run, task, dataset, env, notes)
@@ -73,11 +73,20 @@ def _run_sections(run: Path, plan: dict[str, Any], env: dict[str, Any]) -> list[
     ]
     for name, folder in _eval_folders(run / "eval"):
         sections += _eval_sections(name, folder)
-    sections += robustness_sections(run / "robustness")
+    sections += _robustness_sections(run / "robustness")
     return sections + [
         ("environment", "Environment", _env_section(env)),
         ("config", "Configuration", _config_section(run / "config.yaml")),
     ]
+
+
+def _robustness_sections(folder: Path) -> list[Section]:
+    """What `medsight robustness` wrote in ``folder``: tables and plots, then the example perturbations."""
+    sections = robustness_sections(folder)
+    if sections and (folder / "examples").is_dir():
+        examples = _images_section(folder / "examples", "example perturbations")
+        sections.append(("perturbations", "Example perturbations (magnified)", examples))
+    return sections
 
 
 def _eval_folders(eval_root: Path) -> list[tuple[str, Path]]:

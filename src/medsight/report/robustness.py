@@ -7,6 +7,7 @@ Plots use matplotlib's object API on the Agg canvas (as :mod:`medsight.report.pl
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ def _display(unit: np.ndarray) -> np.ndarray:
 
 
 def robustness_sections(folder: Path) -> list[Section]:
-    """Report sections of ``folder/robustness.json`` (none when absent)."""
+    """Report sections of ``folder/robustness.json`` (none when absent); the example figures in
+    ``folder/examples/`` are added by the report builder."""
     path = folder / "robustness.json"
     if not path.is_file():
         return []
@@ -103,30 +105,26 @@ def robustness_sections(folder: Path) -> list[Section]:
                 r.get("seconds"),
             ]
         )
-    intro = (
-        f"<p>{H.fmt(report.get('cases'))} cases of the {H.fmt(report.get('split'))} split of run "
+    intro = escape(
+        f"{H.fmt(report.get('cases'))} cases of the {H.fmt(report.get('split'))} split of run "
         f"{H.fmt(report.get('run'))}; epsilon in the attack space (intensities scaled to [0, 1]); "
-        f"settings {H.fmt(report.get('settings'))}.</p>"
+        f"settings {H.fmt(report.get('settings'))}."
     )
-    table = H.table(["attack", "eps", "eps (unit)", metric, "mean L-inf", "seconds"], rows)
-    sections: list[Section] = [("robustness", f"Robustness: {metric} under attack", intro + table)]
+    body = f"<p>{intro}</p>" + H.table(["attack", "eps", "eps (unit)", metric, "mean L-inf", "seconds"], rows)
     plot = folder / "metric_vs_eps.png"
     if plot.is_file():
-        sections[0] = (
-            sections[0][0],
-            sections[0][1],
-            sections[0][2] + H.png_img(plot.read_bytes(), "metric vs eps"),
-        )
+        body += H.png_img(plot.read_bytes(), "metric vs eps")
+    sections: list[Section] = [("robustness", f"Robustness: {metric} under attack", body)]
     detectors = _detector_table(report)
     if detectors:
         sections.append(("detectors", "Detectors of adversarial inputs (AUROC)", detectors))
-    examples = sorted((folder / "examples").glob("*.png")) if (folder / "examples").is_dir() else []
-    if examples:
-        figures = "".join(
-            f"<figure>{H.png_img(p.read_bytes(), p.stem, cls='')}<figcaption>{p.stem}</figcaption></figure>"
-            for p in examples
-        )
-        sections.append(("perturbations", "Example perturbations (magnified)", figures))
+    smoothing = report.get("smoothing")
+    if smoothing:
+        certified = smoothing.get("certified_accuracy", {})
+        table = H.table(["L2 radius", "certified accuracy"], list(certified.items()))
+        note = f"sigma {H.fmt(smoothing.get('sigma'))}, {H.fmt(smoothing.get('n'))} noisy copies per case, "
+        note += f"abstained on {H.fmt(smoothing.get('abstained'))} of the cases"
+        sections.append(("smoothing", "Randomised smoothing", f"<p>{escape(note)}</p>{table}"))
     return sections
 
 

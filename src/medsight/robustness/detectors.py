@@ -243,16 +243,8 @@ class LIDDetector(_FeatureDetector):
     def fit_classifier(
         self, lid_clean: np.ndarray, lid_adv: np.ndarray, lid_noisy: np.ndarray | None
     ) -> LIDDetector:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         negatives = lid_clean if lid_noisy is None else np.concatenate([lid_clean, lid_noisy])
-        features = np.concatenate([negatives, lid_adv])
-        labels = np.r_[np.zeros(len(negatives)), np.ones(len(lid_adv))]
-        self.classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
-            features, labels
-        )
+        self.classifier = _logistic(negatives, lid_adv)
         return self
 
     def score(self, forward: Forward, x: torch.Tensor) -> np.ndarray:
@@ -411,14 +403,19 @@ def _supervised_auroc(
     clean_fit: np.ndarray, adv_fit: np.ndarray, clean_test: np.ndarray, adv_test: np.ndarray
 ) -> float:
     """AUROC on (clean_test, adv_test) of a logistic regression fitted on (clean_fit, adv_fit) features."""
+    model = _logistic(clean_fit, adv_fit)
+    return detection_auroc(model.predict_proba(clean_test)[:, 1], model.predict_proba(adv_test)[:, 1])
+
+
+def _logistic(negatives: np.ndarray, positives: np.ndarray) -> Any:
+    """A standardised logistic regression telling ``positives`` (adversarial) from ``negatives``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    features = np.concatenate([clean_fit, adv_fit])
-    labels = np.r_[np.zeros(len(clean_fit)), np.ones(len(adv_fit))]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features, labels)
-    return detection_auroc(model.predict_proba(clean_test)[:, 1], model.predict_proba(adv_test)[:, 1])
+    features = np.concatenate([negatives, positives])
+    labels = np.r_[np.zeros(len(negatives)), np.ones(len(positives))]
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(features, labels)
 
 
 def matched_noise(x_clean: torch.Tensor, x_adv: torch.Tensor, *, seed: int = 0) -> torch.Tensor:

@@ -95,14 +95,17 @@ def evaluate_robustness(
     for name in attacks:
         for e in eps:
             attack = _held_out_universal(target, fit_batches) if name == "universal" else ATTACKS.get(name)
-            result, adversarial = _attack_split(target, units, name, attack, eps_units[e], steps, seed)
+            result, adversarial, outputs = _attack_split(
+                target, units, name, attack, eps_units[e], steps, seed
+            )
             result["eps"] = e
             if detector_fit is not None:
                 result["detectors"] = detector_fit.auroc(units, adversarial)
             report["results"].append(result)
             log.info("%s eps %s: %s %.4f", name, e, target.metric, result["metrics"][target.metric])
-        adv_inputs = _normalised(target, adversarial, units)
-        _write_examples(target, name, eps_units[eps[-1]], eps[-1], adv_inputs, clean_outputs, out_dir)
+        title = f"{name}, eps {eps[-1]} ({eps_units[eps[-1]]:.4g} of the intensity range)"
+        examples = _examples(target, units, adversarial, clean_outputs, outputs)
+        _write_examples(examples, title, out_dir / "examples" / f"{name}.png")
     _write(report, out_dir)
     return report
 
@@ -120,8 +123,9 @@ def _attack_split(
     eps: float,
     steps: int,
     seed: int,
-) -> tuple[dict[str, Any], list[torch.Tensor]]:
-    """Attack every batch (given as clean unit images and states); (result, adversarial unit images)."""
+) -> tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor]]:
+    """Attack every batch (given as clean unit images and states); (result, adversarial unit images,
+    the model's outputs on them)."""
     space = target.space
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -133,7 +137,9 @@ def _attack_split(
         linf += delta.abs().amax(dim=1).tolist()
         l2 += delta.norm(dim=1).tolist()
         adversarial.append(u_adv)
-    outputs = _predict(target, _normalised(target, adversarial, units))
+    outputs = _predict(
+        target, [space.from_unit(a, st) for a, (_, st) in zip(adversarial, units, strict=True)]
+    )
     result = {
         "attack": name,
         "eps_unit": eps,
@@ -141,15 +147,7 @@ def _attack_split(
         "perturbation": {"linf_mean": float(np.mean(linf)), "l2_mean": float(np.mean(l2))},
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return result, adversarial
-
-
-def _normalised(
-    target: AttackTarget, adversarial: list[torch.Tensor], units: list[tuple[torch.Tensor, UnitState]]
-) -> list[torch.Tensor]:
-    return [
-        target.space.from_unit(u_adv, state) for u_adv, (_, state) in zip(adversarial, units, strict=True)
-    ]
+    return result, adversarial, outputs
 
 
 RADII = (0.0, 0.25, 0.5, 1.0)  # L2, in unit-space units
@@ -249,46 +247,47 @@ def _held_out_universal(target: AttackTarget, fit_batches: list[Batch] | None) -
 
 
 # ---------------------------------------------------------------------------------------- outputs
-def _write_examples(
+def _examples(
     target: AttackTarget,
-    name: str,
-    eps: float,
-    eps_text: str,
+    units: list[tuple[torch.Tensor, UnitState]],
     adversarial: list[torch.Tensor],
     clean_outputs: list[torch.Tensor],
-    out_dir: Path,
-) -> None:
-    from medsight.report.robustness import perturbation_png
-    from medsight.utils import atomic_write
-
-    rows = []
-    adv_outputs = _predict(target, adversarial[:N_EXAMPLES])
-    for i, (batch, adv, clean_out, adv_out) in enumerate(
-        zip(target.batches, adversarial, clean_outputs, adv_outputs, strict=False)
+    adv_outputs: list[torch.Tensor],
+) -> list[dict[str, Any]]:
+    """The first N_EXAMPLES cases: clean and adversarial unit images with the model's answers."""
+    rows: list[dict[str, Any]] = []
+    for batch, (u, _), u_adv, clean, adv in zip(
+        target.batches, units, adversarial, clean_outputs, adv_outputs, strict=True
     ):
-        picks = range(min(N_EXAMPLES, len(batch.case_ids))) if target.kind == "classify" else [0]
-        for j in picks:
-            u, state = target.space.to_unit(batch.x[j : j + 1])
-            u_adv, _ = target.space.to_unit(adv[j : j + 1])
+        for j in range(min(len(batch.case_ids), N_EXAMPLES - len(rows))):
+            y = batch.y[j : j + 1]
             rows.append(
                 {
                     "case": batch.case_ids[j],
-                    "clean": u[0].numpy(),
-                    "adversarial": u_adv[0].numpy(),
-                    "clean_text": _describe(target, clean_out[j : j + 1], batch.y[j : j + 1]),
-                    "adv_text": _describe(target, adv_out[j : j + 1], batch.y[j : j + 1]),
+                    "clean": u[j].numpy(),
+                    "adversarial": u_adv[j].numpy(),
+                    "clean_text": _describe(target, clean[j : j + 1], y),
+                    "adv_text": _describe(target, adv[j : j + 1], y),
                 }
             )
-        if len(rows) >= N_EXAMPLES or i + 1 >= N_EXAMPLES:
+        if len(rows) == N_EXAMPLES:
             break
-    png = perturbation_png(rows[:N_EXAMPLES], f"{name}, eps {eps_text} ({eps:.4g} of the intensity range)")
-    atomic_write(out_dir / "examples" / f"{name}.png", lambda tmp: tmp.write_bytes(png))
+    return rows
+
+
+def _write_examples(rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    from medsight.report.robustness import perturbation_png
+    from medsight.utils import atomic_write
+
+    png = perturbation_png(rows, title)
+    atomic_write(path, lambda tmp: tmp.write_bytes(png))
 
 
 def _describe(target: AttackTarget, logits: torch.Tensor, y: torch.Tensor) -> str:
     if target.kind == "segment":
-        dice = target.score([logits], [Batch(torch.empty(0), y, [""])])["dice"]
-        return f"Dice {dice:.3f}"
+        from medsight.robustness.targets import mean_dice
+
+        return f"Dice {mean_dice(logits, y, target.task.plan.regions is not None):.3f}"
     probs = target.task.probabilities(logits.float())[0]
     if target.task.multilabel:
         return ", ".join(f"{n} {p:.2f}" for n, p in zip(target.class_names, probs.tolist(), strict=True))

@@ -50,7 +50,7 @@ def attack_path(
     for f in files:
         image = read_image(f)
         clean_answer, delta = attacker.perturbation(image, attack_fn, eps_unit, steps, generator)
-        adv = _apply(image, delta, attacker.spans(image))
+        adv = _apply(image, delta, attacker.space.raw_span(image.array))
         target = out / f.name
         written.append(write_image(adv, target))
         rows.append([str(f), str(target), clean_answer, attacker.answer(read_image(target))])
@@ -94,19 +94,6 @@ class _FilesBase:
     run: Run
     space: InputSpace
 
-    def spans(self, image: Image) -> np.ndarray:
-        """Stored-intensity units per unit step, per channel."""
-        raw = image.array.astype(np.float32)
-        out = []
-        for c, norm in enumerate(self.space.norms):
-            if norm.scheme == "rgb":
-                out.append(255.0)
-            elif norm.scheme == "ct":
-                out.append(float(norm.clip_high - norm.clip_low))
-            else:
-                out.append(float(raw[c].max() - raw[c].min()))
-        return np.asarray(out, dtype=np.float32)
-
     def _attack(
         self,
         x: torch.Tensor,
@@ -140,7 +127,10 @@ class _ClassifyFiles(_FilesBase):
 
     def answer(self, image: Image) -> str:
         with torch.inference_mode():
-            probs = self.task.probabilities(self.model(self._input(image)).float())[0]
+            return self._describe(self.model(self._input(image)).float())
+
+    def _describe(self, logits: torch.Tensor) -> str:
+        probs = self.task.probabilities(logits)[0]
         names = self.run.plan.class_names
         if self.task.multilabel:
             return ";".join(n for n, p in zip(names, probs.tolist(), strict=True) if p > 0.5) or "-"
@@ -154,7 +144,7 @@ class _ClassifyFiles(_FilesBase):
         delta = self._attack(
             x, self.model, self.task.per_sample_loss, target, attack_fn, eps, steps, generator
         )
-        return self.answer(image), _to_grid(delta, image.array.shape[1:])
+        return self._describe(logits), _to_grid(delta, image.array.shape[1:])
 
 
 class _SegmentFiles(_FilesBase):

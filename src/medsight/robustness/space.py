@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from medsight.errors import ConfigError
@@ -115,6 +116,19 @@ class InputSpace:
                 span = _expand(state.high[:, c] - state.low[:, c], uc)
                 channels.append(_expand(state.low[:, c], uc) + uc * span)
         return torch.stack(channels, dim=1)
+
+    def raw_span(self, raw: np.ndarray) -> np.ndarray:
+        """Stored-intensity units per unit step of each channel of a raw ``(C, *spatial)`` image: 255 for
+        8-bit pictures, the clip window for CT, the image's own range otherwise."""
+        spans = []
+        for c, norm in enumerate(self.norms):
+            if norm.scheme == "rgb":
+                spans.append(255.0)
+            elif norm.scheme == "ct":
+                spans.append(float(norm.clip_high - norm.clip_low))
+            else:
+                spans.append(float(np.max(raw[c]) - np.min(raw[c])))
+        return np.asarray(spans, dtype=np.float32)
 
     def forward_fn(
         self, model: nn.Module | Callable[[torch.Tensor], torch.Tensor], state: UnitState

@@ -146,8 +146,7 @@ def _segment_target(run: Run, split: str, max_cases: int | None) -> AttackTarget
 
     def score(outputs: list[torch.Tensor], batches: list[Batch]) -> dict[str, float]:
         dice = [
-            _mean_dice(out, b.y, run.plan.regions is not None)
-            for out, b in zip(outputs, batches, strict=True)
+            mean_dice(out, b.y, run.plan.regions is not None) for out, b in zip(outputs, batches, strict=True)
         ]
         return {"dice": float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float("nan")}
 
@@ -169,14 +168,16 @@ def segment_forward(model: nn.Module, plan: Any) -> Callable[[torch.Tensor], tor
     overlap, Gaussian-weighted, full-resolution head only; differentiable in the input."""
     from monai.inferers import sliding_window_inference
 
-    from medsight.engine.inference import predict_with_deep_supervision_head
+    from medsight.tasks.segment.task import HeadOnly
+
+    head = HeadOnly(model)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return sliding_window_inference(
             x,
             roi_size=plan.patch_size,
             sw_batch_size=plan.batch_size,
-            predictor=lambda patch: predict_with_deep_supervision_head(model(patch)),
+            predictor=head,
             overlap=plan.sliding_window_overlap,
             mode="gaussian",
         )
@@ -184,7 +185,7 @@ def segment_forward(model: nn.Module, plan: Any) -> Callable[[torch.Tensor], tor
     return forward
 
 
-def _mean_dice(logits: torch.Tensor, target: torch.Tensor, regions: bool) -> float:
+def mean_dice(logits: torch.Tensor, target: torch.Tensor, regions: bool) -> float:
     """Mean foreground Dice of one case's logits (1, K, ...) against its target (NaN: nothing to find)."""
     if regions:
         pred, ref = logits[0] > 0, target[0] > 0.5

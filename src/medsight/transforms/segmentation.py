@@ -52,12 +52,12 @@ def resample_shape(
     return tuple(max(1, round(s * sp / t)) for s, sp, t in zip(shape, spacing, target, strict=True))
 
 
-def resize(array: Any, shape: tuple[int, ...], *, labels: bool = False) -> Any:
+def resize(array: np.ndarray, shape: tuple[int, ...], *, labels: bool = False) -> np.ndarray:
     """Resize ``(C, *spatial)`` to ``shape``: linear for intensities, nearest for label maps.
 
     The same sampling as ``torch.nn.functional.interpolate`` with ``mode="bilinear"/"trilinear",
     align_corners=False`` (intensities, float32 out) or ``mode="nearest-exact"`` (labels, dtype kept),
-    computed separably in numpy. Returns a numpy array, or a torch tensor when given one.
+    computed separably in numpy.
     """
     arr = np.asarray(array)
     if tuple(arr.shape[1:]) == tuple(shape):
@@ -69,7 +69,7 @@ def resize(array: Any, shape: tuple[int, ...], *, labels: bool = False) -> Any:
     for axis in sorted(range(len(shape)), key=lambda a: shape[a] / arr.shape[a + 1]):
         if out.shape[axis + 1] != shape[axis]:
             out = (_nearest_axis if labels else _linear_axis)(out, axis + 1, int(shape[axis]))
-    return _like(out, array)
+    return out
 
 
 def _linear_axis(arr: np.ndarray, axis: int, n_out: int) -> np.ndarray:
@@ -92,15 +92,6 @@ def _nearest_axis(arr: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     centres = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in / n_out)
     idx = np.minimum(np.floor(centres).astype(np.int64), n_in - 1)
     return np.take(arr, idx, axis=axis)
-
-
-def _like(out: np.ndarray, reference: Any) -> Any:
-    """``out`` as a torch tensor when ``reference`` is one (torch is then already imported)."""
-    if type(reference).__module__.startswith("torch"):
-        import sys
-
-        return sys.modules["torch"].from_numpy(np.ascontiguousarray(out))
-    return out
 
 
 def normalize(image: np.ndarray, norms: list[ChannelNorm]) -> np.ndarray:
@@ -147,13 +138,12 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]))
 
 
-def restore(probabilities: Any, pre: Preprocessed, *, background: float = 1.0) -> Any:
+def restore(probabilities: np.ndarray, pre: Preprocessed, *, background: float = 1.0) -> np.ndarray:
     """Probabilities ``(C, *net_grid)`` -> ``(C, *original)``: resize to the crop, pad the rest.
 
     Outside the crop, channel 0 gets ``background`` (1 for softmax outputs, 0 for sigmoid regions).
     Channels are resized one at a time into a float16 buffer when the full map is large
     (a CT-sized 512x512x400 volume), so C float32 copies of it never exist together.
-    Returns a numpy array, or a torch tensor when given one.
     """
     probs = np.asarray(probabilities)
     n_full = probs.shape[0] * int(np.prod(pre.original_shape))
@@ -163,7 +153,7 @@ def restore(probabilities: Any, pre: Preprocessed, *, background: float = 1.0) -
     for c in range(probs.shape[0]):
         channel = probs[c : c + 1].astype(np.float32, copy=False)
         full[(slice(c, c + 1), *pre.bbox)] = resize(channel, pre.cropped_shape)
-    return _like(full, probabilities)
+    return full
 
 
 def to_label_map(

@@ -14,10 +14,8 @@ import numpy as np
 
 from medsight.data.classification import Sample
 from medsight.deploy.batch import Shard
-from medsight.deploy.cases import PREDICT_BATCH, classify_path, input_samples
+from medsight.deploy.cases import classify_path
 from medsight.runs import open_run
-
-__all__ = ["PREDICT_BATCH", "input_samples", "predict_path"]
 
 
 def predict_path(

@@ -96,7 +96,7 @@ def evaluate_cases(
     With ``choose_postprocessing``, largest-connected-component post-processing is switched on in
     the plan when it raises the mean Dice by at least LCC_MIN_GAIN on these cases.
     """
-    from medsight.tasks.segment.task import largest_components
+    from medsight.transforms.segmentation import largest_components
 
     labelled = [c for c in cases if c.label is not None]
     if not labelled:

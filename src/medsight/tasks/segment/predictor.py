@@ -13,13 +13,11 @@ import torch
 from medsight.data.reading import CaseData
 from medsight.data.spec import Case
 from medsight.deploy.batch import Shard
-from medsight.deploy.cases import group_inputs, segment_path, stack_channels
+from medsight.deploy.cases import segment_path, stack_channels
 from medsight.io import Image, read_image
 from medsight.runs import open_run
 from medsight.tasks.segment.pipeline import load_model
 from medsight.tasks.segment.task import SegmentTask
-
-__all__ = ["Predictor", "group_inputs"]
 
 
 class Predictor:

@@ -18,7 +18,7 @@ from medsight.metrics import MetricTable, case_metrics, pixel_metrics
 from medsight.planning.plan import Plan
 from medsight.tasks import TASKS
 from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
-from medsight.transforms.segmentation import (  # noqa: F401  (largest_components: re-exported)
+from medsight.transforms.segmentation import (
     Preprocessed,
     largest_components,
     preprocess,
@@ -142,7 +142,7 @@ class SegmentTask:
         x = torch.from_numpy(image)
         region = self.plan.regions is not None
         out = sliding_window_predict(
-            _HeadOnly(model),
+            HeadOnly(model),
             x,
             patch_size=self.plan.patch_size,
             out_channels=self.plan.out_channels,
@@ -214,7 +214,7 @@ class DiceBCELoss(nn.Module):
         return self.dice(logits, target) + self.bce(logits, target.float())
 
 
-class _HeadOnly(nn.Module):
+class HeadOnly(nn.Module):
     """Eval-mode view of a network that keeps only the full-resolution head."""
 
     def __init__(self, net: nn.Module) -> None:
