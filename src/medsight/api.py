@@ -1,4 +1,7 @@
-"""The Python API behind the CLI: train, predict, evaluate (the CLI is a thin layer over these).
+"""The Python API behind the CLI: train, predict, evaluate, export, explain (the CLI is a thin layer).
+
+Every verb reaches the run's task family through the registry (:mod:`medsight.task_registry`) and the
+Task contract (:mod:`medsight.tasks.contract`); nothing here names a task.
 
 Example::
 
@@ -12,70 +15,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsight.config import RunConfig, load_config
-from medsight.errors import ConfigError, DataError
-from medsight.runs import Run, create_run, open_run
+from medsight.errors import ConfigError
+from medsight.runs import create_run, open_run
+from medsight.task_registry import get_task
+
+if TYPE_CHECKING:
+    from medsight.planning.plan import PlanBase
+    from medsight.tasks.contract import TaskData
 
 log = logging.getLogger(__name__)
 
 
-TASK_NAMES = ("segment", "classify")
-
-
-def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> tuple[Any, Any, Any]:
-    """Load, validate and describe a dataset, and plan for it: (data, fingerprint or description, plan)."""
-    if config.task == "classify":
-        return _prepare_classify(dataset, config, measure)
-    if config.task != "segment":
-        raise ConfigError(f"task: {config.task!r} is not available; known: {', '.join(TASK_NAMES)}")
-    from medsight.data import fingerprint_dataset, load_dataset
-    from medsight.data.validate import raise_on_issues
+def prepare(dataset: str | Path, config: RunConfig, *, measure: bool = True) -> tuple[TaskData, PlanBase]:
+    """Load, validate and describe a dataset with the config's task family, and plan for it."""
     from medsight.planning import plan_dataset
 
-    spec = load_dataset(dataset)
-    fp = fingerprint_dataset(spec, cache_dir=config.data.cache_dir)
-    raise_on_issues(fp.data_issues)
-    plan = plan_dataset(
-        fp,
-        task=config.task,
-        device=config.train.device,
-        measure=measure,
-        overrides=config.plan,
-        time_budget_s=planning_budget(config),
-    )
-    return spec, fp, plan
-
-
-def _prepare_classify(dataset: str | Path, config: RunConfig, measure: bool) -> tuple[Any, Any, Any]:
-    from medsight.data.classification import load_classification
-    from medsight.engine import resolve_device
-    from medsight.planning.classify import plan_classification
-
-    data = load_classification(dataset, problem=config.plan.get("problem"))
-    plan = plan_classification(
-        data,
-        device=str(resolve_device(config.train.device)),
-        measure=measure,
-        time_budget_s=planning_budget(config),
-    )
-    return data, data.describe(), plan.with_overrides(config.plan)
-
-
-def planning_budget(config: RunConfig) -> float | None:
-    """The time budget the planner sizes the network for: with adversarial training each step also runs
-    the attack (``steps`` more forward-backward passes, one more for TRADES), so the budget is divided."""
-    budget, adversarial = config.train.time_budget_seconds, config.train.adversarial
-    if budget is None or adversarial is None:
-        return budget
-    return budget / (1 + adversarial.steps + (adversarial.method == "trades"))
+    return plan_dataset(dataset, config, measure=measure)
 
 
 def train(
     dataset: str | Path,
     *,
-    task: str = "segment",
+    task: str | None = None,
     config: RunConfig | str | Path | None = None,
     overrides: list[str] | None = None,
     out: str | Path | None = None,
@@ -85,7 +49,7 @@ def train(
 
     Args:
         dataset: anything ``medsight.data.load_dataset`` accepts (MSD folder, CSV, adapter name).
-        task: the task family (``segment``).
+        task: the task family (``medsight list tasks``: segment, classify ...).
         config: a RunConfig or a YAML file; ``overrides`` (``["train.epochs=5", ...]``) apply on top.
         out: the parent folder of run folders (default ``runs``).
         measure: let the planner time candidate networks on this machine.
@@ -102,10 +66,8 @@ def train(
     try:
         main = dist_info().is_main
         if main:
-            spec, _, plan = prepare(cfg.data.dataset, cfg, measure=measure)
-            run = create_run(cfg, plan, spec.name)
-            if cfg.task == "segment":
-                _folds(run, spec)
+            data, plan = prepare(cfg.data.dataset, cfg, measure=measure)
+            run = create_run(cfg, plan, data.name)
             log.info("run folder: %s", run.path)
         return _train_run(broadcast_object(str(run.path) if main else None))
     finally:
@@ -127,32 +89,15 @@ def resume(run_dir: str | Path) -> Path:
 
 def _train_run(run_dir: str | Path) -> Path:
     """Train (or continue) the run in ``run_dir``; rank 0 then evaluates and writes the report."""
-    from medsight.data import load_dataset
     from medsight.engine.distributed import dist_info
     from medsight.report import build_report
-    from medsight.tasks.segment.pipeline import train_segmentation
 
     run = open_run(run_dir)
     main = dist_info().is_main
-    if run.config.task == "classify":
-        from medsight.tasks.classify.pipeline import train_classification
-
-        train_classification(run, evaluate=main)
-    else:
-        spec = load_dataset(run.config.data.dataset)
-        train_segmentation(run, spec, _folds(run, spec), evaluate=main)
+    get_task(run.config.task).train(run, evaluate=main)
     if main:
         build_report(run.path)
     return run.path
-
-
-def _folds(run: Run, spec: Any) -> list[dict[str, list[str]]]:
-    """The run's patient-level folds (none needed when training on every case)."""
-    from medsight.runs import run_folds
-
-    if run.config.data.fold == "all":
-        return []
-    return run_folds(run.path / "splits.json", spec, run.config.data.num_folds, run.config.train.seed)
 
 
 def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, **base: Any) -> RunConfig:
@@ -161,7 +106,9 @@ def _config(config: RunConfig | str | Path | None, overrides: list[str] | None, 
 
         data = apply_overrides(config.model_dump(), overrides or [])
         return RunConfig.model_validate(data)
-    defaults: dict[str, Any] = {"task": base["task"], "data": {"dataset": base["dataset"]}}
+    defaults: dict[str, Any] = {"data": {"dataset": base["dataset"]}}
+    if base.get("task") is not None:
+        defaults["task"] = base["task"]
     if base.get("out") is not None:
         defaults["out"] = str(base["out"])
     return load_config(config, overrides, **defaults)
@@ -178,22 +125,19 @@ def predict(
     shard: str | tuple[int, int] | None = None,
     dicom: bool | None = None,
 ) -> list[Path]:
-    """Run a trained model on every image under ``input``. Segmentation: label maps in ``output`` in
-    the input's geometry and format (DICOM series in -> NIfTI out). Classification: one CSV
-    (``output`` ending in .csv, else ``output/predictions.csv``) with a probability column per class
-    and the predicted label. Returns the output paths.
+    """Run a trained model on every image under ``input``, writing what the run's task writes into
+    ``output`` (segmentation: label maps in the input's geometry and format; classification: one CSV
+    with a probability column per class and the predicted label). Returns the output paths.
 
     The model is a run folder (``run_dir``, PyTorch) or an export folder (``model``, written by
     :func:`export`: ONNX Runtime, without torch); give exactly one.
 
-    Batch runs resume: cases whose output exists (segmentation) or that have a row (classification)
-    are skipped unless ``overwrite``. ``shard="I/N"`` (default: torchrun's RANK / WORLD_SIZE) predicts
-    every N-th case by sorted case id; see :mod:`medsight.deploy.batch`.
+    Batch runs resume: finished cases are skipped unless ``overwrite``. ``shard="I/N"`` (default:
+    torchrun's RANK / WORLD_SIZE) predicts every N-th case by sorted case id.
 
-    With a run folder, DICOM inputs also get DICOM results (``dicom=None``: when possible; ``True``:
-    required; ``False``: none): a DICOM SEG ``<case>.seg.dcm`` beside each series' label map
-    (segmentation; the input a series folder or zip), a Comprehensive SR ``<input>.sr.dcm`` beside the
-    CSV (classification). See :mod:`medsight.deploy.dicom_seg` and :mod:`medsight.deploy.dicom_sr`."""
+    With a run folder, DICOM inputs also get DICOM results where the task makes them (``dicom=None``:
+    when possible; ``True``: required; ``False``: none): a DICOM SEG beside a series' label map, a
+    Comprehensive SR beside a classification CSV."""
     if (run_dir is None) == (model is None):
         raise ConfigError(
             "predict: give exactly one of --run (a run folder) and --model (an export folder), "
@@ -201,32 +145,18 @@ def predict(
         )
     if input is None or output is None:
         raise ConfigError(f"predict: --input and --output are required (got input={input}, output={output})")
-    from medsight.deploy.batch import resolve_shard
+    from medsight.io.batch import resolve_shard
 
     resolve_shard(shard)  # a bad --shard fails before a model is loaded
     if model is not None:
         from medsight.deploy.runtime import OnnxPredictor
 
         return OnnxPredictor(model, tta=tta).predict_path(input, output, overwrite=overwrite, shard=shard)
-    if open_run(run_dir).config.task == "classify":
-        from medsight.tasks.classify.predictor import predict_path
+    from medsight.tasks.contract import PredictRequest
 
-        table = predict_path(run_dir, input, output, tta=tta, overwrite=overwrite, shard=shard)
-        if dicom is False:
-            return [table]
-        from medsight.deploy.dicom_sr import classification_srs
-
-        name = open_run(run_dir).path.name
-        return [table, *classification_srs(table, name, required=bool(dicom), overwrite=overwrite)]
-    from medsight.tasks.segment.predictor import Predictor
-
-    predictor = Predictor.from_run(run_dir, tta=tta)
-    outputs = predictor.predict_path(Path(input), Path(output), overwrite=overwrite, shard=shard)
-    if dicom is False:
-        return outputs
-    from medsight.deploy.dicom_seg import dicom_segs
-
-    return outputs + dicom_segs(run_dir, Path(input), outputs, required=bool(dicom), overwrite=overwrite)
+    run = open_run(run_dir)
+    request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom)
+    return get_task(run.config.task).predict(run, request)
 
 
 def export(
@@ -248,69 +178,32 @@ def evaluate(
     reference: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score a run: its validation fold (``split="val"``), the dataset's labelled test split
-    (``split="test"``), or the images under ``input`` against label files under ``reference``.
-    Writes eval/<split>/ and refreshes report.html; returns the summary."""
-    from medsight.data import load_dataset
+    (``split="test"``), or the images under ``input`` against reference files under ``reference``
+    (split "custom"). Writes eval/<split>/ and refreshes report.html; returns the summary."""
     from medsight.report import build_report
-    from medsight.tasks.segment.pipeline import evaluate_cases
+    from medsight.tasks.contract import EvaluateRequest
 
     run = open_run(run_dir)
-    if run.config.task == "classify":
-        if input is not None or reference is not None:
-            raise ConfigError("evaluate: --input/--reference are for segmentation; classify scores --split")
-        from medsight.tasks.classify.pipeline import evaluate_split
-
-        summary = evaluate_split(run, split)
-        build_report(run.path)
-        return summary
-    if input is not None or reference is not None:
-        if input is None or reference is None:
-            raise ConfigError("evaluate: --input and --reference go together")
-        spec = _folder_spec(run, Path(input), Path(reference))
-        cases, split = spec.train, "custom"
-    else:
-        spec = load_dataset(run.config.data.dataset)
-        cases = split_cases(run, spec, split)
-    summary = evaluate_cases(run, spec, cases, split)
+    custom = input is not None or reference is not None
+    request = EvaluateRequest(
+        "custom" if custom else split,
+        Path(input) if input is not None else None,
+        Path(reference) if reference is not None else None,
+    )
+    table = get_task(run.config.task).evaluate(run, request)
+    summary = table.write(run.eval_dir(request.split))
     build_report(run.path)
     return summary
 
 
-def split_cases(run: Run, spec: Any, split: str) -> list[Any]:
-    """A segmentation run's cases of ``split``: its validation fold, or the dataset's test or train cases."""
-    if split == "test":
-        return spec.test
-    if split == "train":
-        return spec.train
-    if split != "val":
-        raise ConfigError(f"--split: expected val, test or train, got {split!r}")
-    fold = run.config.data.fold
-    if fold == "all":
-        raise ConfigError(f"{run.path}: trained on all cases (data.fold=all): there is no validation split")
-    ids = set(_folds(run, spec)[int(fold)]["val"])
-    return [c for c in spec.train if c.case_id in ids]
-
-
-def _folder_spec(run: Run, images: Path, labels: Path) -> Any:
-    """A dataset of the images under ``images`` paired by file name with labels under ``labels``."""
-    from medsight.data.spec import Case, DatasetSpec
-    from medsight.deploy.cases import group_inputs
-    from medsight.io.readers import split_suffix
-
-    groups = group_inputs(images, run.plan.in_channels)
-    label_files = {split_suffix(p)[0]: p for p in sorted(labels.iterdir()) if p.is_file()}
-    cases = []
-    for case_id, files in groups.items():
-        if case_id not in label_files:
-            raise DataError(f"{labels}: no label file for case {case_id!r} (looked for {case_id}.*)")
-        cases.append(Case(case_id=case_id, images=tuple(files), label=label_files[case_id]))
-    names = run.plan.label_names()
-    return DatasetSpec(
-        name=images.name,
-        root=images,
-        train=cases,
-        test=[],
-        channel_names={i: f"channel_{i}" for i in range(run.plan.in_channels)},
-        labels=names,
-        file_ending="",
-    )
+def explain(
+    run_dir: str | Path,
+    input: str | Path,
+    output: str | Path,
+    *,
+    method: str = "gradcam",
+    target: str | None = None,
+) -> list[Path]:
+    """Explanation maps (Grad-CAM or occlusion) of the run's answers for every input, one PNG each."""
+    run = open_run(run_dir)
+    return get_task(run.config.task).explain(run, Path(input), Path(output), method=method, target=target)

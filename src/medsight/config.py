@@ -54,7 +54,7 @@ class AdversarialConfig(_Strict):
     @classmethod
     def _check_eps(cls, v: str | None) -> str | None:
         if v is not None:
-            from medsight.robustness.space import parse_eps
+            from medsight.intensity_units import parse_eps
 
             parse_eps(v)
         return v
@@ -71,6 +71,9 @@ class TrainConfig(_Strict):
     lr: float | None = Field(default=None, description="None: 3e-3 for AdamW, 1e-2 for SGD.")
     weight_decay: float = 3e-5
     schedule: Literal["poly", "cosine", "constant"] = "poly"
+    grad_clip: float | None = Field(
+        default=12.0, gt=0, description="Max gradient norm of each optimiser (nnU-Net's 12); null: none."
+    )
     val_every: int = 1
     early_stopping_patience: int | None = None
     seed: int = 0
@@ -104,15 +107,33 @@ class TrainConfig(_Strict):
 class RunConfig(_Strict):
     """The whole configuration of one ``medsight train`` run."""
 
-    task: str = "segment"
+    task: str = Field(default_factory=lambda: _default_task(), description="The task family.")
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     plan: dict[str, Any] = Field(default_factory=dict, description="Overrides of planned fields.")
     out: str = "runs"
     name: str | None = None
 
+    @field_validator("task")
+    @classmethod
+    def _check_task(cls, v: str) -> str:
+        from medsight.errors import RegistryError
+        from medsight.task_registry import get_task
+
+        try:
+            get_task(v)
+        except RegistryError as exc:
+            raise ConfigError(f"task: {exc}") from None
+        return v.lower()
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _default_task() -> str:
+    from medsight.task_registry import default_task
+
+    return default_task()
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""A named registry of builders: ``@MODELS.register("dynunet")``.
+"""A named registry of builders: ``@ATTACKS.register("deepfool")``.
 
 A duplicate name is an error; an unknown name gets a "did you mean" hint.
 """

@@ -14,6 +14,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +23,9 @@ from typing import Any
 import yaml
 
 from medsight.config import RunConfig
-from medsight.errors import ConfigError, RunError
-from medsight.planning import plan_class
+from medsight.errors import ConfigError, DataError, RunError
 from medsight.planning.plan import PlanBase
+from medsight.task_registry import get_task
 from medsight.utils import atomic_write_text, cpu_count
 
 
@@ -34,7 +35,7 @@ class Run:
 
     path: Path
     config: RunConfig
-    plan: Any  # the task's plan: medsight.planning.Plan, ClassifyPlan ...
+    plan: PlanBase  # the task's plan (its family's plan_type)
 
     @property
     def checkpoint(self) -> Path:
@@ -50,15 +51,44 @@ class Run:
         plan.save(self.path / "plan.json")
 
 
-def run_folds(path: Path, spec: Any, k: int, seed: int) -> list[dict[str, list[str]]]:
-    """The run's saved folds (``splits.json``), made at patient level and saved on first use."""
+def run_folds(path: Path, cases: Sequence[Any], k: int, seed: int) -> list[dict[str, list[str]]]:
+    """The run's saved folds (``splits.json``) of ``cases`` (anything with ``case_id`` and ``patient``),
+    made at patient level and saved on first use."""
     from medsight.data.splits import load_splits, make_folds, save_splits
 
     if path.is_file():
         return load_splits(path)
-    folds = make_folds(spec.train, k=k, seed=seed)
+    folds = make_folds(list(cases), k=k, seed=seed)
     save_splits(path, folds)
     return folds
+
+
+def fold_ids(run: Run, cases: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """(training, validation) case ids of the run's fold (``data.fold``) of ``cases``; ``all``: every
+    case trains and none validates."""
+    ids = [c.case_id for c in cases]
+    fold = run.config.data.fold
+    if fold == "all":
+        return ids, []
+    folds = run_folds(run.path / "splits.json", cases, run.config.data.num_folds, run.config.train.seed)
+    if not 0 <= int(fold) < len(folds):
+        raise DataError(f"data.fold: expected 0..{len(folds) - 1} or 'all', got {fold}")
+    return folds[int(fold)]["train"], folds[int(fold)]["val"]
+
+
+def split_cases(run: Run, spec: Any, split: str) -> list[Any]:
+    """The cases of ``split`` of a dataset with ``train`` and ``test`` cases: the run's validation fold
+    (``val``), or the dataset's ``test`` or ``train`` cases."""
+    if split == "test":
+        return list(spec.test)
+    if split == "train":
+        return list(spec.train)
+    if split != "val":
+        raise ConfigError(f"--split: expected val, test or train, got {split!r}")
+    if run.config.data.fold == "all":
+        raise ConfigError(f"{run.path}: trained on all cases (data.fold=all): there is no validation split")
+    val = set(fold_ids(run, spec.train)[1])
+    return [c for c in spec.train if c.case_id in val]
 
 
 def _slug(text: str) -> str:
@@ -99,9 +129,9 @@ def open_run(path: str | Path) -> Run:
     except Exception as exc:
         raise RunError(f"{p / 'config.yaml'}: unreadable run config ({exc})") from exc
     try:
-        plan = plan_class(config.task).load(p / "plan.json")
+        plan = get_task(config.task).plan_type.load(p / "plan.json")
     except ConfigError as exc:
-        raise RunError(str(exc)) from exc
+        raise RunError(f"{p}: {exc}") from exc
     return Run(p, config, plan)
 
 

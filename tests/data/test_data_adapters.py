@@ -14,9 +14,24 @@ from medsight.errors import DataError
 pytestmark = pytest.mark.realdata
 
 
-def test_registry_lists_every_adapter_with_a_description() -> None:
-    assert DATASETS.names() == ["brats", "drive", "isbi2012", "isic2018", "totalseg"]
+def test_registry_lists_every_dataset_with_a_description() -> None:
+    by_targets: dict[str, set[str]] = {}
+    for name in DATASETS:
+        by_targets.setdefault(DATASETS.get(name).targets, set()).add(name)
+    assert by_targets["label maps"] == {"brats", "drive", "isbi2012", "isic2018", "totalseg"}
+    assert {"isic2018-attributes", "breastmnist", "pneumoniamnist", "organmnist3d"} <= by_targets["classes"]
     assert all(10 < len(DATASETS.get(n).description) <= 110 for n in DATASETS)
+
+
+def test_every_listed_name_loads_with_the_loader_of_its_targets(data_root: Path) -> None:
+    from medsight.data.classification import load_classification
+
+    assert len(load_classification("breastmnist", data_root=data_root).train) == 546
+    assert load_classification("isic2018-attributes", data_root=data_root).problem == "multilabel"
+    with pytest.raises(DataError, match="holds classes, not label maps"):
+        load_dataset("breastmnist", data_root=data_root)
+    with pytest.raises(DataError, match="registered name"):
+        load_classification("drive", data_root=data_root)
 
 
 def test_missing_data_root_folder(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 from deploy_testutils import bar_pngs
 
 from medsight import api
-from medsight.deploy import cases as deploy_cases
-from medsight.deploy.batch import Shard, resolve_shard
 from medsight.errors import ConfigError, DataError
+from medsight.io.batch import Shard, resolve_shard
 from medsight.io.readers import split_suffix
+from medsight.tasks.classify import outputs as classify_outputs
 from medsight.tasks.classify import pipeline as classify_pipeline
 from medsight.tasks.segment.predictor import Predictor
 
@@ -163,7 +163,7 @@ def classified(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return original(task, model, x)
 
     monkeypatch.setattr(classify_pipeline, "predict_probabilities", spy)
-    monkeypatch.setattr(deploy_cases, "PREDICT_BATCH", 4)
+    monkeypatch.setattr(classify_outputs, "PREDICT_BATCH", 4)
     return sizes
 
 

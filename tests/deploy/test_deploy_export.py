@@ -27,6 +27,7 @@ from deploy_testutils import bar_pngs  # noqa: E402
 SEG_QUICK = [*SEGMENT_QUICK, "train.max_iterations=2", "data.fold=all"]
 CLS_QUICK = [*CLASSIFY_QUICK, "train.max_iterations=12", "train.iterations_per_epoch=6"]
 PROB_TOL = 1e-4
+BOUNDARY_BAND = 1e-4  # real data: at most this fraction of pixels within PROB_TOL of a decision boundary
 
 
 def _torch_probabilities(run_dir: Path, image: object) -> np.ndarray:
@@ -45,14 +46,45 @@ def _torch_probabilities(run_dir: Path, image: object) -> np.ndarray:
     return restore(probs.numpy(), pre, background=0.0 if task.plan.regions else 1.0)
 
 
-def _same_label_maps(a: list[Path], b: list[Path]) -> None:
+def _same_label_maps(a: list[Path], b: list[Path], undecided: list[np.ndarray] | None = None) -> None:
+    """Same names, geometry and labels; with ``undecided`` (a mask per map), labels only elsewhere."""
     assert [p.name for p in a] == [p.name for p in b] and a
-    for pa, pb in zip(a, b, strict=True):
+    for n, (pa, pb) in enumerate(zip(a, b, strict=True)):
         ia, ib = read_image(pa), read_image(pb)
-        np.testing.assert_array_equal(ia.array, ib.array)
+        keep = np.ones(ia.shape, bool) if undecided is None else ~undecided[n]
+        assert ia.array.shape == ib.array.shape
+        np.testing.assert_array_equal(ia.array[0][keep], ib.array[0][keep])
         np.testing.assert_allclose(ia.spacing, ib.spacing)
         np.testing.assert_allclose(ia.origin, ib.origin)
         np.testing.assert_allclose(ia.direction, ib.direction)
+
+
+def _undecided_pixels(*probabilities: np.ndarray, regions: bool = False) -> np.ndarray:
+    """Where a label may differ between two backends whose probabilities agree within PROB_TOL: a
+    probability within PROB_TOL of the decision boundary in any of ``probabilities`` ``(C, *spatial)``
+    (softmax: the two largest within 2 * PROB_TOL; sigmoid regions: any within PROB_TOL of 0.5)."""
+    near = []
+    for probs in probabilities:
+        if regions:
+            near.append((np.abs(probs - 0.5) <= PROB_TOL).any(axis=0))
+        else:
+            top = np.sort(probs, axis=0)
+            near.append(top[-1] - top[-2] <= 2 * PROB_TOL)
+    return np.logical_or.reduce(near)
+
+
+def _undecided_rows(p1: np.ndarray, p2: np.ndarray, plan: object) -> np.ndarray:
+    """Rows of two probability tables ``(N, K)`` with a probability within PROB_TOL (+ the CSV's
+    rounding) of the plan's decision threshold: binary / multilabel thresholds, or the argmax."""
+    tol = PROB_TOL + 1e-6
+    if plan.problem in ("multiclass", "ordinal"):
+        tops = [np.sort(p, axis=1) for p in (p1, p2)]
+        return np.logical_or.reduce([t[:, -1] - t[:, -2] <= 2 * tol for t in tops])
+    if plan.problem == "binary":
+        thr = (plan.thresholds or [0.5])[0]
+        return np.logical_or.reduce([np.abs(p[:, 1] - thr) <= tol for p in (p1, p2)])
+    thr = np.asarray(plan.thresholds or [0.5] * p1.shape[1])
+    return np.logical_or.reduce([(np.abs(p - thr) <= tol).any(axis=1) for p in (p1, p2)])
 
 
 # ---------------------------------------------------------------------------------------- fixtures
@@ -99,6 +131,7 @@ def test_export_writes_model_and_complete_spec(fundus_run: Path, fundus_onnx: Pa
     spec = json.loads((fundus_onnx / "deploy.json").read_text())
     plan = open_run(fundus_run).plan
     assert spec["task"] == "segment" and spec["dim"] == 2 and spec["in_channels"] == plan.in_channels
+    assert spec["runtime"] == "medsight.tasks.segment.runtime"  # the task's torch-free half
     assert spec["patch_size"] == [32, 32] and spec["overlap"] == plan.sliding_window_overlap
     assert spec["label_values"] == plan.label_values and spec["class_names"] == plan.class_names
     assert spec["target_spacing"] == plan.target_spacing and spec["tta_flip_axes"] == [[0], [1], [0, 1]]
@@ -114,7 +147,7 @@ def test_onnx_segmentation_equals_pytorch_2d(
     case = sorted((fundus / "imagesTs").iterdir())[0]
     image = read_image(case)
     want = _torch_probabilities(fundus_run, image)
-    got = OnnxPredictor(fundus_onnx).segment_probabilities(image)
+    got = OnnxPredictor(fundus_onnx).runtime.probabilities(image)
     assert got.shape == want.shape == (2, *image.shape)
     assert float(np.abs(got - want).max()) <= PROB_TOL
     by_torch = api.predict(fundus_run, fundus / "imagesTs", tmp_path / "torch")
@@ -130,12 +163,12 @@ def test_onnx_segmentation_equals_pytorch_3d_regions_lcc(tmp_path: Path) -> None
     plan = open_run(run).plan
     assert plan.dim == 3 and plan.postprocess_lcc
     export = api.export(run, "onnx", tmp_path / "export")
-    from medsight.deploy.cases import stack_channels
+    from medsight.data.inputs import stack_channels
     from medsight.deploy.runtime import OnnxPredictor
 
     channels = sorted((brain / "imagesTs").iterdir())  # one file per MRI sequence
     image = stack_channels([read_image(p) for p in channels])
-    got = OnnxPredictor(export).segment_probabilities(image)
+    got = OnnxPredictor(export).runtime.probabilities(image)
     assert got.shape == (len(plan.regions), *image.shape)
     assert float(np.abs(got - _torch_probabilities(run, image)).max()) <= PROB_TOL
     by_torch = api.predict(run, brain / "imagesTs", tmp_path / "torch", dicom=False)
@@ -184,11 +217,12 @@ def test_classification_spec_and_probabilities(classifier: Path, classifier_onnx
     spec = json.loads((classifier_onnx / "deploy.json").read_text())
     plan = open_run(classifier).plan
     assert spec["task"] == "classify" and spec["input_size"] == plan.input_size
+    assert spec["runtime"] == "medsight.tasks.classify.runtime"
     assert spec["problem"] == plan.problem and spec["thresholds"] == plan.thresholds
     samples = load_classification(open_run(classifier).config.data.dataset).splits["test"][:10]
     task, model = load_model(open_run(classifier), "cpu")
     want = predict_probabilities(task, model, stack_inputs(samples, task.plan))
-    got = OnnxPredictor(classifier_onnx).classify(samples)
+    got = OnnxPredictor(classifier_onnx).runtime.probabilities(samples)
     assert got.shape == want.shape and float(np.abs(got - want).max()) <= PROB_TOL
 
 
@@ -291,6 +325,44 @@ def test_bad_exports_give_clear_errors(classifier: Path, classifier_onnx: Path, 
         OnnxPredictor(broken)
 
 
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        ("os", r"runtime: expected a module under medsight.tasks .*found 'os'"),
+        ("medsight.tasksx.evil", "expected a module under medsight.tasks"),
+        ("medsight.tasks.segment.runtime; import os", "expected a module under medsight.tasks"),
+        ("medsight.tasks.nowhere.runtime", "module medsight.tasks.nowhere.runtime not found"),
+        ("medsight.tasks.contract", "defines no Runtime class"),
+    ],
+)
+def test_deploy_json_names_a_task_runtime_or_is_refused(
+    classifier_onnx: Path, tmp_path: Path, runtime: str, message: str
+) -> None:
+    from medsight.deploy.runtime import OnnxPredictor
+
+    spec = json.loads((classifier_onnx / "deploy.json").read_text())
+    (tmp_path / "model.onnx").symlink_to(classifier_onnx / "model.onnx")
+    (tmp_path / "deploy.json").write_text(json.dumps({**spec, "runtime": runtime}))
+    with pytest.raises(DataError, match=message) as err:
+        OnnxPredictor(tmp_path)
+    assert "deploy.json" in str(err.value)
+
+
+def test_an_export_without_runtime_field_uses_its_task_runtime(classifier_onnx: Path, tmp_path: Path) -> None:
+    """Exports written before deploy.json named its runtime still run."""
+    from medsight.deploy.runtime import OnnxPredictor
+
+    spec = json.loads((classifier_onnx / "deploy.json").read_text())
+    del spec["runtime"]
+    (tmp_path / "model.onnx").symlink_to(classifier_onnx / "model.onnx")
+    (tmp_path / "deploy.json").write_text(json.dumps(spec))
+    assert type(OnnxPredictor(tmp_path).runtime).__module__ == "medsight.tasks.classify.runtime"
+    plan = dict(spec["plan"], input_size="big")
+    (tmp_path / "deploy.json").write_text(json.dumps({**spec, "plan": plan}))
+    with pytest.raises(DataError, match="deploy.json: invalid plan"):
+        OnnxPredictor(tmp_path)
+
+
 # ------------------------------------------------------------------------------------- real images
 @pytest.mark.realdata
 @pytest.mark.slow
@@ -305,15 +377,20 @@ def test_onnx_equals_pytorch_on_real_drive_fundus_images(data_root: Path, tmp_pa
         (tmp_path / "in" / p.name).symlink_to(p)
     from medsight.deploy.runtime import OnnxPredictor
 
-    image = read_image(images[0])
-    got = OnnxPredictor(export).segment_probabilities(image)
-    assert got.shape == (2, *image.shape)
-    assert float(np.abs(got - _torch_probabilities(run, image)).max()) <= PROB_TOL
+    runtime = OnnxPredictor(export).runtime
+    undecided = []
+    for path in images:
+        image = read_image(path)
+        got, want = runtime.probabilities(image), _torch_probabilities(run, image)
+        assert got.shape == want.shape == (2, *image.shape)
+        assert float(np.abs(got - want).max()) <= PROB_TOL
+        undecided.append(_undecided_pixels(got, want))
+        assert undecided[-1].mean() < BOUNDARY_BAND, f"{path.name}: {undecided[-1].sum()} pixels near 0.5"
     by_torch = api.predict(run, tmp_path / "in", tmp_path / "torch")
     by_onnx = api.predict(input=tmp_path / "in", output=tmp_path / "onnx", model=export)
-    _same_label_maps(by_torch, by_onnx)
+    _same_label_maps(by_torch, by_onnx, undecided)  # a label at the 0.5 boundary may go either way
     assert [p.suffix for p in by_onnx] == [".tif", ".tif"]
-    assert read_image(by_onnx[0]).shape == image.shape
+    assert read_image(by_onnx[0]).shape == read_image(images[0]).shape
 
 
 @pytest.mark.realdata
@@ -333,9 +410,13 @@ def test_onnx_equals_pytorch_on_real_breastmnist_images(data_root: Path, tmp_pat
         _read_csv(api.predict(input=tmp_path / "in", output=tmp_path / "onnx.csv", model=export)[0]),
     )
     assert h1 == h2 and [r[0] for r in r1] == [r[0] for r in r2] and len(r1) == 8
-    assert [r[-1] for r in r1] == [r[-1] for r in r2]
     p1, p2 = (np.array([[float(v) for v in r[1:-1]] for r in rows]) for rows in (r1, r2))
     assert float(np.abs(p1 - p2).max()) <= PROB_TOL + 1e-6
+    undecided = _undecided_rows(p1, p2, open_run(run).plan)  # at the threshold: either label
+    assert undecided.sum() <= 1
+    assert [r[-1] for r, u in zip(r1, undecided, strict=True) if not u] == [
+        r[-1] for r, u in zip(r2, undecided, strict=True) if not u
+    ]
 
 
 # --------------------------------------------------- the shared numpy pre/post-processing vs torch

@@ -10,7 +10,7 @@ from torch import nn
 
 from medsight.config import TrainConfig
 from medsight.engine import build_optimizer
-from medsight.tasks.base import Optimizers, StepContext, StepOutput
+from medsight.engine.contract import OptimizerSpec, StepContext, StepOutput
 
 TRUE_W = torch.arange(1.0, 9.0).reshape(8, 1) / 4
 
@@ -48,17 +48,17 @@ class LinearTask:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
-    def build_model(self, plan: Any = None) -> nn.Module:
+    def build_model(self) -> nn.Module:
         return nn.Linear(8, 1)
 
-    def configure_optimizers(self, model: nn.Module) -> Optimizers | None:
+    def configure_optimizers(self, model: nn.Module) -> list[OptimizerSpec] | None:
         return build_optimizer(model, self.config)
 
     def training_step(self, model: nn.Module, batch: Any, step: StepContext) -> StepOutput:
         x, y = batch
         with step.autocast():
             loss = nn.functional.mse_loss(model(x), y)
-        return StepOutput(loss, {"abs_err": float((model(x) - y).detach().abs().mean())})
+        return StepOutput({"main": loss}, {"abs_err": float((model(x) - y).detach().abs().mean())})
 
     def validation_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         x, y = batch
@@ -68,12 +68,6 @@ class LinearTask:
         se = sum(float(o["se"]) for o in outputs)
         n = sum(float(o["n"]) for o in outputs)
         return {"val_mse": se / n}
-
-    def predict(self, model: nn.Module, sample: Any) -> Any:
-        raise NotImplementedError("not used by the engine tests")
-
-    def evaluate(self, predictions: list[Any], references: list[Any]) -> Any:
-        raise NotImplementedError("not used by the engine tests")
 
 
 class FlatMetricTask(LinearTask):
@@ -99,14 +93,14 @@ class MeanModel(nn.Module):
 
 
 class SelfFittingTask(LinearTask):
-    """configure_optimizers returns None: training_step updates the model itself (loss None)."""
+    """configure_optimizers returns None: training_step updates the model itself (no losses)."""
 
     name = "toy-self"
 
-    def build_model(self, plan: Any = None) -> nn.Module:
+    def build_model(self) -> nn.Module:
         return MeanModel()
 
-    def configure_optimizers(self, model: nn.Module) -> Optimizers | None:
+    def configure_optimizers(self, model: nn.Module) -> list[OptimizerSpec] | None:
         return None
 
     def training_step(self, model: nn.Module, batch: Any, step: StepContext) -> StepOutput:
@@ -115,7 +109,7 @@ class SelfFittingTask(LinearTask):
             total = model.mean * model.count + (y + 3.0).sum()
             model.count += y.numel()
             model.mean.copy_(total / model.count)
-        return StepOutput(None, {"loss": float(((y + 3.0 - model.mean) ** 2).mean())})
+        return StepOutput({}, {"loss": float(((y + 3.0 - model.mean) ** 2).mean())})
 
     def validation_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         return {"err": (model.mean - 3.0).abs()}

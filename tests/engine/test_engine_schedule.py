@@ -47,9 +47,9 @@ def test_progress_lr_follows_progress_and_round_trips() -> None:
 def test_build_optimizer(name: str, cls: type) -> None:
     model = nn.Linear(3, 1)
     model.bias.requires_grad_(False)
-    opts = build_optimizer(model, TrainConfig(optimizer=name, schedule="cosine"))
-    opt = opts.optimizers[0]
-    assert isinstance(opt, cls) and isinstance(opts.schedulers[0], ProgressLR)
+    (spec,) = build_optimizer(model, TrainConfig(optimizer=name, schedule="cosine"))
+    opt = spec.optimizer
+    assert isinstance(opt, cls) and isinstance(spec.schedulers[0], ProgressLR)
     assert opt.param_groups[0]["lr"] == TrainConfig(optimizer=name).resolved_lr()
     assert [p.shape for p in opt.param_groups[0]["params"]] == [model.weight.shape]
     if name == "sgd":

@@ -20,8 +20,8 @@ from torch import nn
 
 from medsight.config import TrainConfig
 from medsight.engine import Trainer, load_checkpoint
+from medsight.engine.contract import StepContext, StepOutput
 from medsight.errors import ConfigError, RunError
-from medsight.tasks.base import StepContext, StepOutput
 
 HERE = Path(__file__).parent
 
@@ -211,7 +211,7 @@ class SometimesNanTask(LinearTask):
     def training_step(self, model: nn.Module, batch: Any, step: StepContext) -> StepOutput:
         out = super().training_step(model, batch, step)
         if self.always or step.step % 2 == 0:
-            out.loss = out.loss * float("nan")
+            out.losses["main"] = out.losses["main"] * float("nan")
         return out
 
 
@@ -224,7 +224,7 @@ class WrongMonitorTask(LinearTask):
 
 
 def test_errors_and_non_finite_steps(tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="configure_optimizers returned None"):
+    with pytest.raises(RunError, match="for no configured optimiser"):
         train(tmp_path / "a", NoOptimizerTask, epochs=1)
     result, model, _ = train(tmp_path / "b", SometimesNanTask, epochs=2, iterations_per_epoch=4)
     assert [r["skipped_steps"] for r in read_lines(tmp_path / "b")] == [2, 2]
@@ -287,3 +287,58 @@ def test_optional_loggers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert ("val_mse", pytest.approx(read_lines(tmp_path / "fake")[1]["val_mse"]), 10) in scalars
     assert [step for _, step in metrics] == [5, 10] and "train_loss" in metrics[0][0]
+
+
+class TwoOptimizerTask(LinearTask):
+    """Two networks, each with its own optimiser and loss; ``b``'s loss depends on ``a``'s output, as a
+    generator's loss depends on the discriminator. ``b``'s loss is NaN on even steps."""
+
+    name = "toy-two"
+
+    def build_model(self) -> nn.Module:
+        return nn.ModuleDict({"a": nn.Linear(8, 1), "b": nn.Linear(8, 1)})
+
+    def configure_optimizers(self, model: nn.Module) -> list:
+        from medsight.engine.contract import OptimizerSpec
+
+        return [
+            OptimizerSpec(torch.optim.SGD(model["a"].parameters(), lr=0.05), name="a"),
+            OptimizerSpec(torch.optim.SGD(model["b"].parameters(), lr=0.05), name="b", clip_norm=1e-3),
+        ]
+
+    def training_step(self, model: nn.Module, batch: Any, step: StepContext) -> StepOutput:
+        x, y = batch
+        loss_a = nn.functional.mse_loss(model["a"](x), y)
+        loss_b = nn.functional.mse_loss(model["b"](x) + model["a"](x), 2 * y)
+        if step.step % 2 == 0:
+            loss_b = loss_b * float("nan")
+        return StepOutput({"a": loss_a, "b": loss_b})
+
+    def validation_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        x, y = batch
+        return {"se": ((model["a"](x) - y) ** 2).sum(), "n": torch.tensor(float(y.numel()))}
+
+
+def test_each_optimiser_steps_its_own_loss_with_its_own_clipping_and_skips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = make_config(epochs=4, iterations_per_epoch=10, lr=None)
+    task = TwoOptimizerTask(config)
+    trainer = Trainer(task, config, tmp_path)
+    model = task.build_model()
+    b_before = [p.detach().clone() for p in model["b"].parameters()]
+    result = trainer.fit(model, RandomBatches(), val_batches())
+    assert result.best_metric < 0.05  # "a" learnt its regression: its steps were never skipped
+    b_after = [p.detach() for p in model["b"].parameters()]
+    moved = float(torch.cat([(p - q).flatten() for p, q in zip(b_after, b_before, strict=True)]).norm())
+    assert 0 < moved <= 20 * 0.05 * 1e-3 * (1 + 1e-4)  # "b" stepped on 20 of 40 steps, each clipped to 1e-3
+    assert [r["skipped_steps"] for r in read_lines(tmp_path)] == [5, 5, 5, 5]
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert len(saved["optimizers"]) == 2
+
+
+def test_grad_clip_is_configurable() -> None:
+    from medsight.engine import build_optimizer
+
+    assert build_optimizer(nn.Linear(2, 1), make_config(grad_clip=0.5))[0].clip_norm == 0.5
+    assert build_optimizer(nn.Linear(2, 1), make_config(grad_clip=None))[0].clip_norm is None
+    assert build_optimizer(nn.Linear(2, 1), make_config())[0].clip_norm == 12.0

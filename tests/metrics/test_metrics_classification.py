@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -240,14 +239,31 @@ def test_bootstrap_is_seeded_and_nan_aware() -> None:
     assert all(math.isnan(one_class["all"]["auc"][k]) for k in ("mean", "ci_low", "ci_high"))
 
 
-def test_bootstrap_is_fast() -> None:
+def test_bootstrap_is_vectorised_over_resamples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1000 resamples of 1000 cases cost a couple of batched metric evaluations, not 1000 (no timing)."""
+    from medsight.metrics import classification as cls
+
+    calls: list[np.ndarray] = []
+    stats = cls._stats
+
+    def counting(w: np.ndarray, prep: object) -> dict:
+        calls.append(w)
+        return stats(w, prep)
+
+    monkeypatch.setattr(cls, "_stats", counting)
     y, p = _softmax_data(1000, 5, seed=9)
-    start = time.perf_counter()
     s = bootstrap_summary(y, p, "ordinal", [str(i) for i in range(5)], n_boot=1000)
-    assert time.perf_counter() - start < 10.0  # a fraction of a second in practice; loose for busy CI
-    assert (
-        0 < s["all"]["quadratic_weighted_kappa"]["ci_low"] < s["all"]["quadratic_weighted_kappa"]["ci_high"]
-    )
+    chunk = cls._BOOT_CHUNK_ELEMENTS // 1000
+    assert len(calls) == 1 + math.ceil(1000 / chunk) <= 3  # the point value, then whole chunks
+    assert [w.shape for w in calls[1:]] == [(min(chunk, 1000), 1000)]
+    assert np.all(calls[1].sum(axis=1) == 1000)  # each row: one resample's case counts
+    qwk = s["all"]["quadratic_weighted_kappa"]
+    assert 0 < qwk["ci_low"] < qwk["mean"] < qwk["ci_high"]
+    monkeypatch.setattr(cls, "_stats", stats)
+    prep = cls._prepare(y, p, "ordinal", [str(i) for i in range(5)], None)
+    batch = stats(calls[1][:3], prep)["all"]["quadratic_weighted_kappa"]
+    one = [stats(calls[1][i : i + 1], prep)["all"]["quadratic_weighted_kappa"][0] for i in range(3)]
+    np.testing.assert_allclose(batch, one)  # batching changes no resample's value
 
 
 # ---------------------------------------------------------------------------------------------- thresholds

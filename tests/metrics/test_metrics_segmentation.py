@@ -11,6 +11,7 @@ from sklearn.metrics import confusion_matrix, f1_score, jaccard_score, roc_auc_s
 
 from medsight.errors import ConfigError, DataError
 from medsight.metrics import case_metrics, pixel_metrics, segmentation_metrics, thresholded_jaccard
+from medsight.metrics.segmentation import dice_coefficient
 
 # ------------------------------------------------------------------ an independent surface-distance reference
 
@@ -175,6 +176,33 @@ def test_one_empty_gets_the_image_diagonal(empty_side: str) -> None:
         assert m["volume_diff"] == -1.0 and m["sensitivity"] == 0.0 and math.isnan(m["precision"])
     else:
         assert math.isnan(m["volume_diff"]) and math.isnan(m["sensitivity"]) and m["precision"] == 0.0
+
+
+def test_dice_coefficient_known_answers() -> None:
+    """The one Dice of medsight: validation, robustness and the reported metrics call it."""
+    empty = np.zeros((4, 5), bool)
+    square = np.zeros((4, 5), bool)
+    square[1:3, 1:3] = True  # 4 pixels
+    shifted = np.roll(square, 1, axis=1)  # 4 pixels, 2 of them shared with the square
+    assert dice_coefficient(empty, empty) == 1.0  # nothing to find, nothing found: perfect agreement
+    assert dice_coefficient(square, empty) == 0.0 and dice_coefficient(empty, square) == 0.0
+    assert dice_coefficient(square, shifted) == pytest.approx(2 * 2 / (4 + 4))
+    assert dice_coefficient(square, square) == 1.0
+    assert dice_coefficient(square, shifted) == f1_score(shifted.ravel(), square.ravel())
+    assert dice_coefficient(square, shifted) == segmentation_metrics(square, shifted)["dice"]
+    assert dice_coefficient(empty, empty) == segmentation_metrics(empty, empty)["dice"]
+
+
+def test_dice_coefficient_reads_numbers_torch_tensors_and_any_shape() -> None:
+    import torch
+
+    labels = np.array([0, 2, 2, 0, 1])  # non-zero is foreground
+    assert dice_coefficient(labels, [0, 1, 0, 0, 0]) == pytest.approx(2 * 1 / (3 + 1))
+    pred = torch.zeros(2, 3, 4, 5, dtype=torch.bool)
+    pred[0, 0, 0, :2] = True
+    assert dice_coefficient(pred, pred.numpy()) == 1.0 and dice_coefficient(pred, ~pred) == 0.0
+    with pytest.raises(DataError, match=r"pred: shape \(2,\) does not match ref \(3,\)"):
+        dice_coefficient([1, 0], [1, 0, 0])
 
 
 def test_roi_restricts_evaluation() -> None:

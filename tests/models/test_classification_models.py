@@ -1,4 +1,6 @@
-"""Classifiers in the model registry, TransMed, and loading pretrained weights from a local file."""
+"""Classifiers (ViT, ResNet stems, TransMed) and loading pretrained weights from a local file.
+
+Forward + backward of every registered model: test_model_contracts."""
 
 from __future__ import annotations
 
@@ -10,67 +12,23 @@ import pytest
 import torch
 
 from medsight.errors import ConfigError, ShapeError
-from medsight.models import MODELS, build_model
-from medsight.models.classification import CLASSIFIERS, vit_token_patch
+from medsight.models import build_model, model_info
+from medsight.models.classification import vit_token_patch
 from medsight.models.pretrained import load_pretrained
 from medsight.models.transmed import TransMed, slice_images
 
 torch.set_num_threads(1)
 
-# name -> (2D size, 3D size, small kwargs); TransMed's last axis is the slice axis (a multiple of 3)
-TINY: dict[str, tuple[list[int], list[int], dict]] = {
-    "resnet18": ([32, 32], [16, 16, 16], {"widen_factor": 0.25}),
-    "resnet34": ([32, 32], [16, 16, 16], {"widen_factor": 0.25}),
-    "resnet50": ([32, 32], [16, 16, 16], {"widen_factor": 0.25}),
-    "densenet121": (
-        [32, 32],
-        [32, 32, 32],
-        {"init_features": 8, "growth_rate": 8, "block_config": (1, 1, 1, 1)},
-    ),
-    "efficientnet_b0": ([32, 32], [32, 32, 32], {}),
-    "seresnet50": ([32, 32], [32, 32, 32], {"layers": (1, 1, 1, 1), "inplanes": 16}),
-    "vit": ([28, 28], [16, 16, 16], {"hidden_size": 32, "mlp_dim": 64, "num_layers": 1, "num_heads": 2}),
-    "transmed": ([32, 32], [32, 32, 12], {}),
-    "transmed_cnn": ([32, 32], [32, 32, 12], {}),
-}
 
-
-def _build(name: str, dims: int, in_channels: int = 2, classes: int = 3, **extra: object) -> torch.nn.Module:
-    size2, size3, kwargs = TINY[name]
+def _build(name: str, size: list[int]) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(
-        name, spatial_dims=dims, in_channels=in_channels, out_channels=classes,
-        patch_size=size2 if dims == 2 else size3, **{**kwargs, **extra},
-    )  # fmt: skip
-
-
-def test_every_classifier_is_registered_and_has_a_tiny_config() -> None:
-    assert set(CLASSIFIERS) == set(TINY)
-    assert set(CLASSIFIERS) <= set(MODELS.names())
-
-
-@pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_classifier_logits_and_gradients(name: str, dims: int) -> None:
-    model = _build(name, dims)
-    size = TINY[name][0] if dims == 2 else TINY[name][1]
-    x = torch.randn(2, 2, *size)
-    model.train()
-    out = model(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 3)
-    torch.nn.functional.cross_entropy(out, torch.tensor([0, 2])).backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    assert len(grads) > 0.9 * len(list(model.parameters()))
-    assert all(torch.isfinite(g).all() for g in grads)
-    assert any(g.abs().sum() > 0 for g in grads)
-    model.eval()
-    with torch.no_grad():
-        out = model(x)
-    assert out.shape == (2, 3) and torch.isfinite(out).all()
+        name, spatial_dims=len(size), in_channels=2, out_channels=3, patch_size=size, **model_info(name).tiny
+    )
 
 
 def test_vit_logits_are_not_squashed() -> None:
-    model = _build("vit", 2)  # MONAI's default head ends in Tanh; ours must be a plain linear layer
+    model = _build("vit", [28, 28])  # MONAI's default head ends in Tanh; ours must be a plain linear layer
     with torch.no_grad():
         model.net.classification_head.bias.fill_(5.0)
         assert model(torch.randn(2, 2, 28, 28)).min() > 2.0

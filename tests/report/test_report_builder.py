@@ -14,8 +14,9 @@ import yaml
 
 from medsight.errors import RunError
 from medsight.metrics import MetricTable
-from medsight.planning.plan import ChannelNorm, Plan
+from medsight.planning.plan import ChannelNorm
 from medsight.report import build_report, plot_curves, save_overlay
+from medsight.tasks.segment.planning import Plan
 
 EVIL = "<script>alert(1)</script>"
 
@@ -134,12 +135,12 @@ def test_report_from_config_only(tmp_path: Path) -> None:
 
 def test_report_survives_corrupt_files_and_summarises_csv(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    (run / "eval" / "overlays").mkdir(parents=True)
+    (run / "eval").mkdir(parents=True)
     (run / "plan.json").write_text("{not json")
     (run / "config.yaml").write_text("- a list\n- not a mapping\n")
     (run / "metrics.jsonl").write_text('{"epoch": 0, "note": "no numbers"}\n')
     (run / "eval" / "per_case.csv").write_text("case_id,dice\n007,0.5\n008,0.7\n")
-    (run / "eval" / "overlays" / "fake.png").write_bytes(b"not a png")
+    (run / "eval" / "fake.png").write_bytes(b"not a png")  # a plot that is no PNG: skipped, named
     text, _ = _parse(build_report(run))
     assert "plan.json could not be read" in text and "config.yaml could not be read" in text
     assert "Training curves skipped" in text

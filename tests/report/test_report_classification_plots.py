@@ -31,6 +31,43 @@ def _decode(png: bytes) -> np.ndarray:
     return arr
 
 
+_CYCLE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]  # matplotlib's default line colours
+_BLUES_DARK = "#08306b"  # the top of the "Blues" colour map
+
+
+def _mask_of(arr: np.ndarray, hex_colour: str, tol: int = 30) -> np.ndarray:
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return np.abs(arr.astype(int) - rgb).sum(axis=-1) < tol
+
+
+def _pixels_of(arr: np.ndarray, hex_colour: str, tol: int = 30) -> int:
+    return int(_mask_of(arr, hex_colour, tol).sum())
+
+
+def test_roc_curve_of_a_perfect_classifier_hugs_the_top_left() -> None:
+    y = np.array([0, 1] * 20)
+    perfect = np.stack([1.0 - y, y.astype(float)], axis=1) * 0.8 + 0.1
+    rng = np.random.default_rng(8)
+    p = rng.random(40)
+    random = np.stack([1 - p, p], axis=1)
+    rows = []
+    for probs in (perfect, random):
+        curve = _mask_of(_decode(roc_png(y, probs, "binary", ["neg", "pos"])), _CYCLE[0])
+        assert curve.sum() > 100
+        rows.append(np.nonzero(curve)[0].mean() / curve.shape[0])
+    assert rows[0] < rows[1] - 0.1  # along the left and top edges, not along the diagonal
+
+
+def test_confusion_png_puts_the_counts_in_their_cells() -> None:
+    correlations = []
+    for m in (np.array([[20, 0], [0, 20]]), np.array([[0, 20], [20, 0]])):
+        dark = _mask_of(_decode(confusion_png(m, ["a", "b"])), _BLUES_DARK, tol=60)
+        rows, cols = np.nonzero(dark)
+        assert rows.size > 100
+        correlations.append(np.corrcoef(rows, cols)[0, 1])
+    assert correlations[0] > 0.5 and correlations[1] < -0.5  # diagonal cells dark, then anti-diagonal
+
+
 def _softmax(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
@@ -93,5 +130,8 @@ def test_write_classification_plots(tmp_path, problem: str, k: int) -> None:
     paths = write_classification_plots(out, y, p, problem, [f"c{i}" for i in range(k)], thresholds)
     assert [q.name for q in paths] == ["roc.png", "confusion.png", "reliability.png"]
     assert sorted(q.name for q in out.iterdir()) == ["confusion.png", "reliability.png", "roc.png"]  # no temp
-    for q in paths:
-        _decode(q.read_bytes())
+    roc, confusion, reliability = (_decode(q.read_bytes()) for q in paths)
+    curves = 1 if problem == "binary" else k  # one ROC curve per class (the positive one for binary)
+    assert [_pixels_of(roc, c) > 30 for c in _CYCLE[: curves + 1]] == [True] * curves + [False]
+    assert _pixels_of(confusion, _BLUES_DARK, tol=60) > 100  # the largest counts are drawn dark blue
+    assert _pixels_of(reliability, "#d62728") > 30  # the tab:red confidence curve

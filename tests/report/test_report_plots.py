@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image as PILImage
 
 from medsight.errors import DataError
 from medsight.report import middle_slice, plot_curves, read_metrics_jsonl, save_overlay
+from medsight.report.plots import curves_figure, curves_png, select_curves
 
 
 def _write_jsonl(path, records, extra_lines=()):
@@ -18,16 +20,110 @@ def _write_jsonl(path, records, extra_lines=()):
     return path
 
 
-def test_plot_curves_writes_a_png(tmp_path) -> None:
-    records = [{"epoch": e, "step": 10 * e, "train_loss": 1.0 / (e + 1), "lr": 0.01} for e in range(5)]
-    records += [{"epoch": e, "val_dice": 0.1 * e, "val_loss": 0.9 / (e + 1)} for e in range(5)]
-    src = _write_jsonl(tmp_path / "metrics.jsonl", records, extra_lines=['{"epoch": 5, "train_lo'])
-    out = plot_curves(src, tmp_path / "plots" / "curves.png")
-    with PILImage.open(out) as im:
+def _run_records(n: int = 6, seconds_per_epoch: float = 30.0) -> list[dict]:
+    """What the engine logs per epoch: losses, validation metrics and bookkeeping."""
+    return [
+        {
+            "epoch": e + 1,
+            "step": 10 * (e + 1),
+            "loss": 1.0 / (e + 1),
+            "train_loss": 1.0 / (e + 1),
+            "train_seconds": 28.0,
+            "data_wait_fraction": 0.02 + 0.001 * e,
+            "skipped_steps": 0,
+            "val_dice": 0.2 + 0.1 * e,
+            "val_dice_liver": 0.2 + 0.1 * e,
+            "lr": 0.01 * (1 - e / n),
+            "elapsed": seconds_per_epoch * (e + 1),
+            "epoch_seconds": seconds_per_epoch,
+            "best_metric": 0.2 + 0.1 * e,
+        }
+        for e in range(n)
+    ]
+
+
+def _rgb(png: bytes) -> np.ndarray:
+    with PILImage.open(io.BytesIO(png)) as im:
         assert im.format == "PNG"
-        # panels loss (train+val), lr, dice: three side by side
-        assert im.size[0] > 2 * im.size[1]
+        return np.asarray(im.convert("RGB")).astype(int)
+
+
+def _has_colour(arr: np.ndarray, hex_colour: str, min_pixels: int = 30) -> bool:
+    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(arr - rgb).sum(axis=-1) < 30).sum()) >= min_pixels
+
+
+def test_curves_keep_losses_and_validation_metrics_only() -> None:
+    plotted, left_out = select_curves(_run_records())
+    assert plotted == ["train_loss", "val_dice"]
+    assert left_out == {
+        "bookkeeping": [
+            "epoch",
+            "step",
+            "train_seconds",
+            "data_wait_fraction",
+            "skipped_steps",
+            "lr",
+            "elapsed",
+            "epoch_seconds",
+            "best_metric",
+        ],
+        "constant": [],
+        "duplicate": ["loss", "val_dice_liver"],  # the same series under a second name
+    }
+
+
+def test_constant_task_logs_are_left_out_but_a_single_epoch_is_plotted() -> None:
+    records = [
+        {"epoch": e, "train_loss": 1.0 - 0.1 * e, "kl": 0.5, "val_auc": 0.6 + 0.01 * e} for e in range(3)
+    ]
+    plotted, left_out = select_curves(records)
+    assert plotted == ["train_loss", "val_auc"] and left_out["constant"] == ["kl"]
+    assert select_curves([{"epoch": 1, "train_loss": 0.7}])[0] == ["train_loss"]
+
+
+def test_curves_figure_panels_and_elapsed_time_axis() -> None:
+    fig = curves_figure(_run_records())
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["loss", "dice"]  # loss first, then the monitored metric
+    assert all(ax.get_xlabel() == "epoch" for ax in axes)
+    assert [line.get_label() for line in axes[0].get_lines()] == ["train_loss"]
+    tops = [child for ax in axes for child in ax.child_axes]
+    assert len(tops) == 2 and all(t.get_xlabel() == "elapsed (min)" for t in tops)  # 180 s > 2 min
+    short = curves_figure(_run_records(seconds_per_epoch=5.0))
+    assert [c.get_xlabel() for ax in short.axes if ax.get_title() for c in ax.child_axes] == [
+        "elapsed (s)"
+    ] * 2
+
+
+def test_plot_curves_png_shows_the_curves(tmp_path) -> None:
+    records = _run_records()
+    src = _write_jsonl(tmp_path / "metrics.jsonl", records, extra_lines=['{"epoch": 7, "train_lo'])
+    out = plot_curves(src, tmp_path / "plots" / "curves.png")
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["curves.png"]  # no temp file left
+    arr = _rgb(out.read_bytes())
+    h, w = arr.shape[:2]
+    assert 2.0 < w / h < 3.5  # two panels side by side (loss, dice), not one per logged key
+    for half in (arr[:, : w // 2], arr[:, w // 2 :]):
+        assert _has_colour(half, "#1f77b4")  # each panel draws its curve in the first cycle colour
+    falling = [{**r, "val_dice": 0.9 - 0.1 * i} for i, r in enumerate(records)]
+    other = _rgb(curves_png(falling))
+    assert other.shape == arr.shape
+    diff = np.abs(other - arr).sum(axis=(0, 2))
+    assert diff[: w // 2 - 10].sum() == 0  # the loss panel is unchanged
+    assert diff[w // 2 + 10 :].sum() > 0  # the dice panel shows the other curve
+
+
+def test_several_losses_share_the_loss_panel_in_their_colours() -> None:
+    records = [
+        {"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "val_auc": 0.5 + 0.05 * e}
+        for e in range(5)
+    ]
+    fig = curves_figure(records)
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["train_loss", "val_loss"]
+    arr = _rgb(curves_png(records))
+    left = arr[:, : arr.shape[1] // 2]
+    assert _has_colour(left, "#1f77b4") and _has_colour(left, "#ff7f0e")
 
 
 def test_read_metrics_jsonl_skips_bad_lines(tmp_path) -> None:
@@ -82,3 +178,12 @@ def test_middle_slice() -> None:
     assert middle_slice(np.zeros((4, 5, 6))) == 3
     with pytest.raises(DataError, match="3D"):
         middle_slice(np.zeros((4, 5)))
+
+
+def test_report_curves_section_says_what_is_plotted(tmp_path) -> None:
+    from medsight.report.builder import _curves_section
+
+    html = _curves_section(_write_jsonl(tmp_path / "metrics.jsonl", _run_records()))
+    assert html.count("data:image/png;base64,") == 1
+    assert "plotted: train_loss, val_dice;" in html
+    assert "bookkeeping: epoch, step, train_seconds" in html and "duplicate: loss, val_dice_liver" in html

@@ -16,7 +16,9 @@ import torch
 
 from medsight import api
 from medsight.config import load_config
+from medsight.engine.contract import StepContext
 from medsight.io import read_image
+from medsight.planning import planning_budget
 from medsight.robustness.evaluate import evaluate_robustness
 from testkit import CLASSIFY_QUICK, SEGMENT_QUICK
 
@@ -62,7 +64,9 @@ def test_robustness_report_of_a_classifier_leaves_the_run_unchanged(run: Path, t
     assert strong["metrics"]["accuracy"] <= by_key[("fgsm", "48/255")]["metrics"]["accuracy"] + 0.05
     assert strong["perturbation"]["linf_mean"] <= 48 / 255 + 1e-6
     assert set(strong["detectors"]) >= {"mahalanobis", "lid", "feature-squeezing"}
-    assert all(0 <= v <= 1 for v in strong["detectors"].values())
+    weak = by_key[("pgd", "2/255")]["detectors"]
+    assert strong["detectors"]["mahalanobis"] > 0.9 and strong["detectors"]["lid"] > 0.9  # 48/255 shows
+    assert strong["detectors"]["mahalanobis"] > weak["mahalanobis"]  # a larger budget is easier to detect
     saved = json.loads((tmp_path / "rob/robustness.json").read_text())
     assert saved["results"][0]["attack"] == "fgsm"
     html = (tmp_path / "rob/report.html").read_text()
@@ -190,40 +194,83 @@ def test_attack_refuses_to_write_over_its_inputs(run: Path, tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------------------------ segmentation
-def test_segmenter_robustness_and_attack(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fundus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A phantom fundus dataset (with fields of view) and a segmenter trained on it, without TTA so that
+    `medsight evaluate` scores the very network `medsight robustness` attacks."""
     from medsight.data import make_phantom_dataset
 
-    data = make_phantom_dataset(tmp_path / "fundus", kind="fundus2d", n_train=4, n_test=2, seed=3, size=64)
-    run = api.train(data, overrides=SEGMENT_QUICK, out=tmp_path / "runs", measure=False)
-    report = evaluate_robustness(run, attacks=["fgsm"], eps=["16/255"], max_cases=1, out=tmp_path / "rob")
-    assert report["metric"] == "dice" and report["task"] == "segment" and report["cases"] == 1
-    assert "detectors" not in report["results"][0]
-    assert 0 <= report["results"][0]["metrics"]["dice"] <= 1
-    image = next((data / "imagesTs").iterdir())
+    root = tmp_path_factory.mktemp("seg")
+    data = make_phantom_dataset(root / "fundus", kind="fundus2d", n_train=4, n_test=2, seed=3, size=64)
+    run = api.train(data, overrides=[*SEGMENT_QUICK, "plan.tta=false"], out=root / "runs", measure=False)
+    return data, run
+
+
+def test_segmenter_robustness_matches_evaluate_and_is_seeded(
+    fundus: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, run = fundus
+    common = {"split": "test", "steps": 5, "seed": 3}
+    report = evaluate_robustness(
+        run, attacks=["fgsm", "pgd"], eps=["2/255", "64/255"], out=tmp_path / "rob", **common
+    )
+    assert report["metric"] == "dice" and report["task"] == "segment" and report["cases"] == 2
+    assert "detectors" not in report["results"][0]  # the segment adapter does not support them
+    clean = report["clean"]["dice"]
+    evaluated = api.evaluate(run, split="test")["vessel"]["dice"]["mean"]  # inside the fields of view
+    assert clean == pytest.approx(evaluated, abs=0.02)  # one Dice, one region of interest, no TTA
+    assert clean > 0.1  # the network found vessels: there is something to break
+    by_key = {(r["attack"], r["eps"]): r["metrics"]["dice"] for r in report["results"]}
+    assert by_key[("pgd", "64/255")] < 0.5 * clean
+    assert by_key[("pgd", "64/255")] <= by_key[("pgd", "2/255")] + 0.02
+    assert by_key[("pgd", "64/255")] <= by_key[("fgsm", "64/255")] + 0.02
+    again = evaluate_robustness(run, attacks=["pgd"], eps=["64/255"], out=tmp_path / "again", **common)
+    first = next(r for r in report["results"] if (r["attack"], r["eps"]) == ("pgd", "64/255"))
+    assert again["clean"] == report["clean"]
+    assert (again["results"][0]["metrics"], again["results"][0]["perturbation"]) == (
+        first["metrics"],
+        first["perturbation"],
+    )  # the seed fixes the random starts
+
+
+def test_segmenter_attack_writes_a_perturbed_picture(fundus: tuple[Path, Path], tmp_path: Path) -> None:
     from medsight.robustness.files import attack_path
 
+    data, run = fundus
+    image = next((data / "imagesTs").iterdir())
     written = attack_path(run, image, tmp_path / "adv", attack="fgsm", eps="4/255")
     adv, clean = read_image(written[0]).array, read_image(image).array
     assert adv.shape == clean.shape and 0 < np.abs(adv.astype(int) - clean.astype(int)).max() <= 4
+    rows = list(csv.DictReader((tmp_path / "adv/attack.csv").open()))
+    assert [r["input"] for r in rows] == [str(image)]
+    assert rows[0]["clean"].endswith("foreground voxels") and rows[0]["adversarial"].endswith(
+        "foreground voxels"
+    )
 
 
 # ------------------------------------------------------------------------------------ adversarial training
 def test_adversarial_training_config_and_planning_budget() -> None:
     cfg = load_config(None, ["train.adversarial.method=trades", "train.time_budget=10m"], task="classify")
     assert cfg.train.adversarial.method == "trades" and cfg.train.adversarial.eps == "2/255"
-    assert api.planning_budget(cfg) == pytest.approx(600 / (1 + 7 + 1))  # attack steps + TRADES' clean pass
-    assert api.planning_budget(load_config(None, ["train.time_budget=10m"])) == 600
+    assert planning_budget(cfg) == pytest.approx(600 / (1 + 7 + 1))  # attack steps + TRADES' clean pass
+    assert planning_budget(load_config(None, ["train.time_budget=10m"])) == 600
     from medsight.errors import ConfigError
 
     with pytest.raises(ConfigError, match="eps"):
         load_config(None, ["train.adversarial.eps=big"])
 
 
+def _cpu_step(progress: float) -> StepContext:
+    """The engine's context of a training step on the CPU, ``progress`` through the budget."""
+    return StepContext(
+        0, 0, torch.device("cpu"), [], lambda: torch.autocast("cpu", enabled=False), progress=progress
+    )
+
+
 @pytest.mark.parametrize("method", ["pgd", "trades"])
 def test_adversarial_training_step_trains_on_harder_inputs(run: Path, method: str) -> None:
     from medsight.config import AdversarialConfig, TrainConfig
     from medsight.runs import open_run
-    from medsight.tasks.base import StepContext
     from medsight.tasks.classify.pipeline import label_tensor, load_model, samples_of_split, stack_inputs
     from medsight.tasks.classify.task import ClassifyTask
 
@@ -231,16 +278,14 @@ def test_adversarial_training_step_trains_on_harder_inputs(run: Path, method: st
     _, model = load_model(r, device="cpu")
     samples = samples_of_split(r, "test")[:16]
     batch = {"image": stack_inputs(samples, r.plan).float(), "label": label_tensor(samples, False)}
-    ctx = StepContext(
-        0, 0, torch.device("cpu"), [], lambda: torch.autocast("cpu", enabled=False), progress=1.0
-    )
-    plain = ClassifyTask(r.plan, TrainConfig()).training_step(model, batch, ctx).loss
+    ctx = _cpu_step(progress=1.0)
+    plain = ClassifyTask(r.plan, TrainConfig()).training_step(model, batch, ctx).losses["main"]
     config = TrainConfig(adversarial=AdversarialConfig(method=method, eps="32/255", steps=5))
     torch.manual_seed(0)
-    robust = ClassifyTask(r.plan, config).training_step(model, batch, ctx).loss
+    robust = ClassifyTask(r.plan, config).training_step(model, batch, ctx).losses["main"]
     assert robust > plain + 0.02  # the attack makes the batch harder (PGD) or adds a KL term (TRADES)
-    warm = StepContext(0, 0, torch.device("cpu"), [], ctx.autocast, progress=0.0)
-    warmed_up = ClassifyTask(r.plan, config).training_step(model, batch, warm).loss.detach()
+    warm = _cpu_step(progress=0.0)
+    warmed_up = ClassifyTask(r.plan, config).training_step(model, batch, warm).losses["main"].detach()
     assert float(warmed_up) == pytest.approx(float(plain.detach()))  # eps is 0 before the warm-up
 
 
@@ -251,6 +296,18 @@ def test_segmenter_trains_adversarially(tmp_path: Path) -> None:
     data = make_phantom_dataset(tmp_path / "fundus", kind="fundus2d", n_train=4, n_test=1, seed=3, size=64)
     adversarial = "train.adversarial={method: trades, eps: 4/255, steps: 2, warmup: 0}"
     run = api.train(data, overrides=[*SEGMENT_QUICK, adversarial], out=tmp_path / "runs", measure=False)
-    assert open_run(run).config.train.adversarial.method == "trades"
+    r = open_run(run)
+    assert r.config.train.adversarial.method == "trades"
     losses = [json.loads(line)["train_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert losses and all(np.isfinite(losses))
+    from medsight.config import TrainConfig
+    from medsight.tasks.segment.attack import attack_adapter
+    from medsight.tasks.segment.task import SegmentTask
+
+    adapter = attack_adapter(r, "test")  # a whole case on the network's grid, as a training batch
+    batch = {"image": adapter.batches[0].x, "label": adapter.batches[0].y}
+    ctx = _cpu_step(progress=1.0)
+    plain = SegmentTask(r.plan, TrainConfig()).training_step(adapter.model, batch, ctx).losses["main"]
+    torch.manual_seed(0)
+    robust = SegmentTask(r.plan, r.config.train).training_step(adapter.model, batch, ctx).losses["main"]
+    assert robust > plain + 1e-3  # TRADES adds its KL term to the segmentation loss

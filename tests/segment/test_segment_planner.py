@@ -7,7 +7,10 @@ import pytest
 
 from medsight.data.fingerprint import CaseFingerprint, ClassStats, Fingerprint, IntensityStats
 from medsight.errors import ConfigError
-from medsight.planning import CPU_BUDGET, plan_segmentation
+from medsight.models import build_model
+from medsight.planning import CPU_BUDGET, search
+from medsight.planning.search import StepProbe
+from medsight.tasks.segment.planning import plan_segmentation
 
 
 def _fingerprint(
@@ -94,7 +97,7 @@ def test_2d_rgb_plan_keeps_resolution_and_scales_rgb() -> None:
 def test_measured_planning_records_step_times() -> None:
     fp = _fingerprint(2, [[64, 64]] * 4, [[1.0, 1.0]] * 4)
     plan = plan_segmentation(fp, measure=True)
-    assert "s per step" in plan.reasons["batch_size"]
+    assert "base_filters=8: " in plan.reasons["width"] and "s per step" in plan.reasons["width"]
 
 
 def test_overrides_apply_and_unknown_field_is_named() -> None:
@@ -110,12 +113,12 @@ def test_overrides_apply_and_unknown_field_is_named() -> None:
 
 def _machine_of_constant_throughput(monkeypatch: pytest.MonkeyPatch, voxels_per_second: float) -> None:
     """Replace the measured step with a machine that processes a fixed number of voxels per second."""
-    from medsight.planning import planner
 
-    def step_seconds(fp, patch, spacing, width, batch, device):  # noqa: ANN001, ANN202
-        return batch * float(np.prod(patch)) * width / 16 / voxels_per_second
+    def step_seconds(probe: StepProbe) -> float:
+        width = probe.options["base_filters"]
+        return probe.batch_size * float(np.prod(probe.input_size)) * width / 16 / voxels_per_second
 
-    monkeypatch.setattr(planner, "_measure_step", step_seconds)
+    monkeypatch.setattr(search, "measure_step", step_seconds)
 
 
 def test_short_budget_on_many_images_trades_resolution_for_passes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,3 +144,53 @@ def test_coarsening_stops_at_the_minimum_side(monkeypatch: pytest.MonkeyPatch) -
     _machine_of_constant_throughput(monkeypatch, voxels_per_second=10_000)  # a very slow machine
     fp = _fingerprint(2, [[256, 256]] * 1600, [[1.0, 1.0]] * 1600)
     assert plan_segmentation(fp, measure=True, time_budget_s=600).target_spacing == [2.0, 2.0]
+
+
+def _timed_networks(monkeypatch: pytest.MonkeyPatch, seconds: float = 0.1) -> list[StepProbe]:
+    """Record every network the planner times (each takes ``seconds`` per step)."""
+    probes: list[StepProbe] = []
+
+    def record(probe: StepProbe) -> float:
+        probes.append(probe)
+        return seconds
+
+    monkeypatch.setattr(search, "measure_step", record)
+    return probes
+
+
+def test_a_network_override_is_the_network_timed_and_planned(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = _timed_networks(monkeypatch)
+    fp = _fingerprint(3, [[40, 40, 24]] * 4, [[1.0, 1.0, 3.0]] * 4)  # anisotropic: DynUNet would take x8
+    plan = plan_segmentation(fp, measure=True, overrides={"network": "unet"})
+    assert {p.network for p in probes} == {"unet"}
+    assert [p.options["base_filters"] for p in probes] == [8, 16, 32]  # all fast: the widest is kept
+    assert plan.network == "unet" and plan.network_kwargs == {"base_filters": 32}
+    assert plan.deep_supervision is False  # unet has no deep-supervision heads
+    assert all(p % 16 == 0 for p in plan.patch_size)  # unet's declared multiple
+    assert (
+        plan.reasons["network"] == "set by the user" and "unet with base_filters=32" in plan.reasons["width"]
+    )
+    net = build_model("unet", spatial_dims=3, in_channels=1, out_channels=2, patch_size=plan.patch_size,
+                      deep_supervision=plan.deep_supervision, **plan.network_kwargs)  # fmt: skip
+    assert net is not None
+
+
+def test_network_kwargs_override_is_timed_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = _timed_networks(monkeypatch)
+    fp = _fingerprint(2, [[64, 64]] * 4, [[1.0, 1.0]] * 4)
+    kwargs = {"base_filters": 4, "depth": 2}
+    plan = plan_segmentation(fp, measure=True, overrides={"network": "unet", "network_kwargs": kwargs})
+    assert [(p.network, dict(p.options)) for p in probes] == [("unet", kwargs)]
+    assert plan.network_kwargs == kwargs and "as configured" in plan.reasons["width"]
+
+
+def test_default_network_is_timed_with_its_planned_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes = _timed_networks(monkeypatch, seconds=100.0)  # every width too slow: the narrowest is kept
+    fp = _fingerprint(2, [[64, 64]] * 4, [[1.0, 1.0]] * 4)
+    plan = plan_segmentation(fp, measure=True)
+    assert [p.network for p in probes] == ["dynunet"]  # stops at the first that is too slow
+    assert probes[0].options == {"spacing": [1.0, 1.0], "res_block": True, "base_filters": 8}
+    assert plan.network_kwargs == {"base_filters": 8, "spacing": [1.0, 1.0], "res_block": True}
+    with pytest.raises(ConfigError, match="plan.netwrk.*did you mean 'network'"):
+        plan_segmentation(fp, measure=True, overrides={"netwrk": "unet"})
+    assert len(probes) == 1  # the unknown field is named before anything is timed

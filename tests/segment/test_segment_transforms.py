@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from medsight.io import Image
-from medsight.planning.plan import ChannelNorm, Plan
+from medsight.planning.plan import ChannelNorm
+from medsight.tasks.segment.planning import Plan
 from medsight.tasks.segment.sampler import PatchDataset, crop_patch
 from medsight.transforms.segmentation import (
     labels_to_regions,

@@ -7,7 +7,6 @@ traceback. Heavy imports happen inside the commands so ``medsight --help`` is in
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,62 +31,39 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
+    from medsight.logs import configure_logging
+
     _STATE["debug"] = debug
-    logging.basicConfig(
-        level=logging.INFO if verbose or debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(debug=debug, verbose=verbose)
 
 
 def _echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+TaskOption = Annotated[str | None, typer.Option(help="Task family (medsight list tasks).")]
+
+
 @app.command()
 def fingerprint(
-    dataset: Annotated[
-        str, typer.Argument(help="MSD folder, CSV manifest or dataset name (medsight list datasets)")
-    ],
+    dataset: Annotated[str, typer.Argument(help="A dataset folder, file or name (medsight list datasets)")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole fingerprint as JSON.")] = False,
-    task: Annotated[str, typer.Option(help="Task family: segment or classify.")] = "segment",
+    task: TaskOption = None,
 ) -> None:
     """What is in the data: shapes, spacings, intensities, classes, and every problem found."""
-    from medsight.data import fingerprint_dataset, load_dataset
+    from medsight.config import load_config
+    from medsight.task_registry import get_task
 
-    if task == "classify":
-        from medsight.data.classification import load_classification
-
-        _echo_json(load_classification(dataset).describe())
-        return
-    fp = fingerprint_dataset(load_dataset(dataset))
-    if json_out:
-        typer.echo(fp.to_json())
-        return
-    typer.echo(
-        f"dataset {fp.name}: {fp.num_train} training / {fp.num_test} test cases, {fp.dim}D, "
-        f"{fp.num_channels} channel(s) {fp.channel_names}"
-    )
-    typer.echo(f"  shape median {fp.median_shape} (min {fp.min_shape}, max {fp.max_shape})")
-    typer.echo(f"  spacing median {fp.median_spacing}, anisotropy {fp.anisotropy:.2f}")
-    for c, st in fp.intensity.items():
-        typer.echo(
-            f"  channel {c} ({fp.modality[c]}): {fp.intensity_source} intensities mean {st.mean:.4g} "
-            f"std {st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 {st.percentile_99_5:.4g}"
-        )
-    for cl in fp.classes:
-        typer.echo(
-            f"  class {cl.value} {cl.name}: in {cl.cases_present} cases, "
-            f"{100 * cl.mean_voxel_fraction:.2f}% of voxels"
-        )
-    typer.echo(f"  {len(fp.issues)} problem(s) found" + (":" if fp.issues else ""))
-    for issue in fp.data_issues:
-        typer.echo(f"    {issue}")
+    cfg = load_config(None, task=task, data={"dataset": dataset})
+    family = get_task(cfg.task)
+    fp = family.fingerprint(family.load(dataset, cfg), cfg)
+    typer.echo(fp.to_json() if json_out else "\n".join(fp.summary_lines()))
 
 
 @app.command()
 def plan(
-    dataset: Annotated[str, typer.Argument(help="MSD folder, CSV manifest or dataset name")],
-    task: Annotated[str, typer.Option(help="Task family.")] = "segment",
+    dataset: Annotated[str, typer.Argument(help="A dataset folder, file or name")],
+    task: TaskOption = None,
     config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
     set_: SetOption = None,
     no_measure: Annotated[bool, typer.Option("--no-measure", help="Do not time candidate networks.")] = False,
@@ -97,14 +73,14 @@ def plan(
     from medsight.config import load_config
 
     cfg = load_config(config, set_, task=task, data={"dataset": dataset})
-    _, _, chosen = prepare(dataset, cfg, measure=not no_measure)
+    _, chosen = prepare(dataset, cfg, measure=not no_measure)
     _echo_json(chosen.model_dump(mode="json"))
 
 
 @app.command()
 def train(
-    task: Annotated[str, typer.Argument(help="Task family: segment or classify.")],
-    dataset: Annotated[str | None, typer.Argument(help="MSD folder, CSV manifest or dataset name")] = None,
+    task: Annotated[str, typer.Argument(help="Task family (medsight list tasks).")],
+    dataset: Annotated[str | None, typer.Argument(help="A dataset folder, file or name")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
     set_: SetOption = None,
     fold: Annotated[str | None, typer.Option(help="Validation fold (0..k-1) or 'all'.")] = None,
@@ -157,13 +133,14 @@ def predict(
         bool | None,
         typer.Option(
             "--dicom/--no-dicom",
-            help="DICOM results for DICOM inputs: SEG (segmentation) or SR (classification). "
+            help="DICOM results (SEG, SR) for DICOM inputs. "
             "Default: written when possible; --dicom makes them required.",
         ),
     ] = None,
 ) -> None:
-    """Segment (label maps in the input's geometry) or classify (one CSV) images with a trained run
-    (--run) or an exported model (--model). DICOM series (folder or .zip) also get OUT/<case>.seg.dcm.
+    """Predict with a trained run (--run) or an exported model (--model): what the run's task writes
+    (label maps in the input's geometry, a CSV of class probabilities ...). DICOM inputs also get DICOM
+    results (SEG, SR) where the task makes them.
 
     Reruns resume: finished outputs are skipped. Shard with --shard I/N or under torchrun."""
     from medsight import api
@@ -239,20 +216,23 @@ def convert(
 def list_(what: Annotated[str, typer.Argument(help="models, tasks or datasets")]) -> None:
     """List the registered models, tasks or datasets."""
     if what == "models":
-        from medsight.models import MODELS
+        from medsight.models import model_info, model_names
 
-        names = MODELS.names()
-    elif what == "tasks":
-        import medsight.tasks.classify  # noqa: F401  (registers the task)
-        import medsight.tasks.segment  # noqa: F401
-        from medsight.tasks import TASKS
+        for name in model_names():
+            info = model_info(name)
+            dims = "/".join(f"{d}D" for d in info.dims)
+            typer.echo(f"{name:18s} {info.family:15s} {dims:6s} -> {info.output}")
+        return
+    if what == "tasks":
+        from medsight.task_registry import task_names
 
-        names = TASKS.names()
+        names = task_names()
     elif what == "datasets":
         from medsight.data import DATASETS
 
         for name in DATASETS.names():
-            typer.echo(f"{name:12s} {DATASETS.get(name).description}")
+            adapter = DATASETS.get(name)
+            typer.echo(f"{name:20s} {adapter.targets:10s} {adapter.description}")
         return
     else:
         raise typer.BadParameter(f"expected models, tasks or datasets, got {what!r}")
@@ -262,22 +242,22 @@ def list_(what: Annotated[str, typer.Argument(help="models, tasks or datasets")]
 
 @app.command()
 def explain(
-    run: Annotated[Path, typer.Option(help="A classification run folder.")],
+    run: Annotated[Path, typer.Option(help="A run folder whose task explains its answers (classify).")],
     input: Annotated[Path, typer.Option(help="An image, a folder of images or a CSV manifest.")],
     output: Annotated[Path, typer.Option(help="Folder for the explanation PNGs.")] = Path("explanations"),
     method: Annotated[str, typer.Option(help="gradcam or occlusion.")] = "gradcam",
     target: Annotated[str | None, typer.Option(help="Class to explain (default: the predicted one).")] = None,
 ) -> None:
-    """Grad-CAM or occlusion-sensitivity maps of a classifier's decision, one PNG per input."""
-    from medsight.tasks.classify.explaining import explain_path
+    """Grad-CAM or occlusion-sensitivity maps of a model's decision, one PNG per input."""
+    from medsight import api
 
-    for path in explain_path(run, input, output, method=method, target=target):
+    for path in api.explain(run, input, output, method=method, target=target):
         typer.echo(str(path))
 
 
 @app.command()
 def attack(
-    run: Annotated[Path, typer.Option(help="A run folder (classify or segment).")],
+    run: Annotated[Path, typer.Option(help="A run folder.")],
     input: Annotated[Path, typer.Option(help="An image or a folder of images.")],
     output: Annotated[Path, typer.Option(help="Folder for the adversarial images and attack.csv.")],
     attack: Annotated[str, typer.Option(help="fgsm, bim, pgd, pgd-l2, cw-l2, deepfool, square ...")] = "pgd",
@@ -294,7 +274,7 @@ def attack(
 
 @app.command()
 def robustness(
-    run: Annotated[Path, typer.Option(help="A run folder (classify or segment).")],
+    run: Annotated[Path, typer.Option(help="A run folder.")],
     attack: Annotated[str | None, typer.Option(help="Comma-separated attacks (default fgsm,pgd).")] = None,
     eps: Annotated[
         str | None, typer.Option(help="Comma-separated budgets (default 1/255,2/255,4/255,8/255).")
@@ -342,7 +322,7 @@ def robustness(
 
 @app.command()
 def serve(
-    run: Annotated[Path, typer.Option(help="A run folder (segment or classify).")],
+    run: Annotated[Path, typer.Option(help="A run folder.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     token: Annotated[
@@ -360,7 +340,7 @@ def serve(
     ] = 120,
     workers: Annotated[int, typer.Option(help="Inference threads; other requests queue.")] = 1,
 ) -> None:
-    """REST service: POST /predict an image (mask or probabilities), GET /health, a web page at /."""
+    """REST service: POST /predict an image (the task's answer as JSON), GET /health, a web page at /."""
     from medsight.deploy.service import create_app
     from medsight.deploy.service import serve as serve_app
 

@@ -9,6 +9,7 @@ Example::
     folds = make_folds(spec.train, k=5, seed=0)
 """
 
+from medsight.data import classification as _classification  # noqa: F401  (registers its datasets)
 from medsight.data.adapters import DATASETS, DatasetAdapter
 from medsight.data.convert import convert_to_msd
 from medsight.data.fingerprint import (

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medsight.data.spec import Case, DatasetSpec
 from medsight.errors import DataError
@@ -21,14 +22,22 @@ from medsight.registry import Registry
 
 @dataclass(frozen=True)
 class DatasetAdapter:
-    """A named real dataset: its folder under the data root, a one-line description, a builder."""
+    """A named real dataset: its folder under the data root, a one-line description, a builder.
+
+    ``layout`` holds glob patterns, relative to the dataset folder, that each match at least one
+    path in a folder of this layout: :meth:`matches` recognises such a folder by its structure,
+    whatever its name. ``targets`` says what its cases carry (``"label maps"``: a DatasetSpec;
+    ``"classes"``: a ClassificationData), so each loader takes the names it can read.
+    """
 
     name: str
     folder: str
     description: str
-    build: Callable[[Path], DatasetSpec]
+    build: Callable[[Path], Any]
+    layout: tuple[str, ...] = ()
+    targets: str = "label maps"
 
-    def load(self, data_root: Path) -> DatasetSpec:
+    def load(self, data_root: Path) -> Any:
         """Build the spec from ``data_root/folder`` (DataError when the folder is absent)."""
         root = Path(data_root) / self.folder
         if not root.is_dir():
@@ -37,15 +46,31 @@ class DatasetAdapter:
             )
         return self.build(root)
 
+    def matches(self, folder: str | Path) -> bool:
+        """True when ``folder`` has this dataset's structure (every ``layout`` pattern finds a path).
+
+        Cheap: each pattern stops at its first hit. An adapter without ``layout`` matches nothing.
+        """
+        root = Path(folder)
+        return bool(self.layout) and root.is_dir() and all(_found(root, pat) for pat in self.layout)
+
+    def describe_layout(self) -> str:
+        """``"drive: training/images/*.tif + ..."``, for messages listing the accepted layouts."""
+        return f"{self.name}: {' + '.join(self.layout)}" if self.layout else self.name
+
+
+def _found(root: Path, pattern: str) -> bool:
+    return next((p for p in root.glob(pattern) if not p.name.startswith(".")), None) is not None
+
 
 DATASETS: Registry[DatasetAdapter] = Registry("dataset")
 
 
 def _adapter(
-    name: str, folder: str, description: str
+    name: str, folder: str, description: str, layout: tuple[str, ...] = ()
 ) -> Callable[[Callable[[Path], DatasetSpec]], DatasetAdapter]:
     def decorator(build: Callable[[Path], DatasetSpec]) -> DatasetAdapter:
-        adapter = DatasetAdapter(name, folder, description, build)
+        adapter = DatasetAdapter(name, folder, description, build, layout)
         DATASETS.add(name, adapter)
         return adapter
 
@@ -65,7 +90,10 @@ def _numeric_key(p: Path) -> tuple[int, str]:
 
 
 @_adapter(
-    "isbi2012", "isbi2012-em", "ISBI 2012 EM membranes: 30 train (labelled) + 30 test slices, 512x512 grey"
+    "isbi2012",
+    "isbi2012-em",
+    "ISBI 2012 EM membranes: 30 train (labelled) + 30 test slices, 512x512 grey",
+    layout=("train/image/*.png", "train/label/*.png", "test/image/*.png"),
 )
 def isbi2012(root: Path) -> DatasetSpec:
     """ISBI 2012 EM: label PNGs store 255 = cell interior and 0 (black) = membrane; membrane is class 1.
@@ -110,7 +138,12 @@ def _drive_case(root: Path, sub: str, stem: str, number: str) -> Case:
     )
 
 
-@_adapter("drive", "drive", "DRIVE retinal vessels: 20 train + 20 test colour fundus images with FOV masks")
+@_adapter(
+    "drive",
+    "drive",
+    "DRIVE retinal vessels: 20 train + 20 test colour fundus images with FOV masks",
+    layout=("training/images/*.tif", "training/1st_manual/*_manual1.gif", "testing/images/*.tif"),
+)
 def drive(root: Path) -> DatasetSpec:
     """DRIVE: vessel = 1 from the 1st manual GIF (0/255); roi = the field-of-view mask.
 
@@ -153,7 +186,12 @@ def _isic_cases(folder: Path) -> list[Case]:
     return out
 
 
-@_adapter("isic2018", "isic2018", "ISIC 2018 dermoscopy lesions: 1600 train + 400 val (as test), 256x256 RGB")
+@_adapter(
+    "isic2018",
+    "isic2018",
+    "ISIC 2018 dermoscopy lesions: 1600 train + 400 val (as test), 256x256 RGB",
+    layout=("train/images/*.jpg", "train/masks/*_segmentation.png", "val/images/*.jpg"),
+)
 def isic2018(root: Path) -> DatasetSpec:
     """ISIC 2018 Task 1: lesion = 1 from the 0/255 masks; the 400 validation images are the test split.
 
@@ -191,6 +229,7 @@ def _brats_channel(folder: Path, options: tuple[str, ...]) -> Path:
     "brats",
     "brats-tcga",
     "BraTS (TCGA examples): 2 train cases, T1/T1c/T2/FLAIR, labels from BraTS algorithms",
+    layout=("*/seg_fusion_simple.nii.gz", "*/*[_-]t1c.nii.gz"),
 )
 def brats(root: Path) -> DatasetSpec:
     """BraTS examples: labels 1 = necrotic / non-enhancing core, 2 = edema, 4 = enhancing (stored 4 -> 3).
@@ -247,6 +286,12 @@ def totalseg_class_table(path: Path) -> dict[int, str]:
     "totalseg",
     "totalseg-examples",
     "TotalSegmentator CT example, 3 mm: spleen, kidneys, liver (model output)",
+    layout=(
+        "example_ct.nii.gz",
+        "example_seg_fast_force_split.nii.gz",
+        "example_ct_sm.nii.gz",
+        "example_seg.nii.gz",
+    ),
 )
 def totalseg(root: Path) -> DatasetSpec:
     """TotalSegmentator example CT with 4 large organs kept; the other 113 classes read as background.

@@ -20,64 +20,25 @@ The problem is ``binary`` (2 classes), ``multiclass``, ``multilabel`` or ``ordin
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medsight.data.spec import Case
 from medsight.errors import DataError, did_you_mean
+from medsight.io.readers import IMAGE_SUFFIXES, is_image_file
 from medsight.utils import shared_data_root
 
 PROBLEMS = ("binary", "multiclass", "multilabel", "ordinal")
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".gif",
-    ".nii",
-    ".nii.gz",
-    ".nrrd",
-    ".mha",
-)
 _MEDMNIST_TASKS = {
     "binary-class": "binary",
     "multi-class": "multiclass",
     "multi-label, binary-class": "multilabel",
     "ordinal-regression": "ordinal",
 }
-
-
-@dataclass(eq=False)
-class Sample:
-    """One case: its label and either its image files or its array (in-memory sources).
-
-    ``label`` is a class index for single-label problems, a 0/1 vector for multi-label ones.
-    """
-
-    case_id: str
-    label: Any
-    images: tuple[Path, ...] = ()
-    array: np.ndarray | None = None  # (C, *spatial), as stored
-    patient_id: str | None = None
-
-    @property
-    def patient(self) -> str:
-        return self.patient_id or self.case_id
-
-    def read(self) -> np.ndarray:
-        """The image as ``(C, *spatial)`` float32, intensities as stored."""
-        if self.array is not None:
-            return self.array.astype(np.float32)
-        from medsight.io import read_image
-
-        arrays = [read_image(p).array for p in self.images]
-        return np.concatenate(arrays, axis=0).astype(np.float32)
 
 
 @dataclass
@@ -87,19 +48,19 @@ class ClassificationData:
     name: str
     problem: str
     class_names: list[str]
-    splits: dict[str, list[Sample]]
+    splits: dict[str, list[Case]]
     dim: int
     channels: int
     source: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
-    def train(self) -> list[Sample]:
+    def train(self) -> list[Case]:
         return self.splits.get("train", [])
 
     def labels(self, split: str) -> np.ndarray:
         """Labels of a split: (N,) class indices, or (N, K) 0/1 for multi-label problems."""
-        return np.array([s.label for s in self.splits.get(split, [])])
+        return np.array([s.classes for s in self.splits.get(split, [])])
 
     def class_counts(self, split: str = "train") -> np.ndarray:
         """Cases per class (multi-label: positives per label)."""
@@ -156,15 +117,18 @@ def _load(source: str | Path, data_root: str | Path | None) -> ClassificationDat
         return load_class_manifest(path)
     if path.is_dir():
         return load_class_folders(path)
+    from medsight.data.adapters import DATASETS
+
     name = str(source).lower()
-    if name in ADAPTERS:
-        return ADAPTERS[name](_data_root(name, data_root))
-    if _medmnist_base(name) is not None:
+    if name in DATASETS and DATASETS.get(name).targets == "classes":
+        return DATASETS.get(name).load(_data_root(name, data_root))
+    if _medmnist_base(name) is not None:  # a size variant: pneumoniamnist_64
         return load_medmnist_file(_data_root(name, data_root) / "medmnist" / f"{name}.npz")
-    known = [*ADAPTERS, "<medmnist name>"]
+    known = [n for n in DATASETS.names() if DATASETS.get(n).targets == "classes"]
     raise DataError(
         f"{source!r}: not a MedMNIST .npz, a class folder, a CSV manifest or a registered name"
-        f"{did_you_mean(name, list(ADAPTERS))}; accepted: {', '.join(known)}"
+        f"{did_you_mean(name, known)}; accepted: a file or folder, or {', '.join(known)} "
+        "(MedMNIST names take a size suffix: _64, _128, _224)"
     )
 
 
@@ -230,7 +194,7 @@ def load_medmnist_file(path: str | Path) -> ClassificationData:
     for split, (imgs, ys) in arrays.items():
         chw = _channel_first(imgs, dim)
         splits[split] = [
-            Sample(f"{split}_{i:05d}", ys[i].tolist() if ys.ndim == 2 else int(ys[i]), array=chw[i])
+            Case(f"{split}_{i:05d}", classes=ys[i].tolist() if ys.ndim == 2 else int(ys[i]), array=chw[i])
             for i in range(len(ys))
         ]
     first = splits["train"][0].array
@@ -269,7 +233,7 @@ def load_class_folders(root: str | Path) -> ClassificationData:
         raise DataError(
             f"{split_dirs['train']}: expected one sub-folder per class (at least 2), found {names}"
         )
-    splits: dict[str, list[Sample]] = {}
+    splits: dict[str, list[Case]] = {}
     for split, folder in split_dirs.items():
         samples = []
         for k, name in enumerate(names):
@@ -278,19 +242,15 @@ def load_class_folders(root: str | Path) -> ClassificationData:
                 if (folder / name).is_dir()
                 else []
             )
-            samples += [Sample(f"{name}/{p.name}", k, images=(p,)) for p in files]
+            samples += [Case(f"{name}/{p.name}", (p,), classes=k) for p in files]
         splits[split] = samples
     if not splits["train"]:
         raise DataError(f"{root}: no image files in the class folders {names}")
     return _from_files(root.name, "binary" if len(names) == 2 else "multiclass", names, splits, str(root))
 
 
-def is_image_file(p: Path) -> bool:
-    return p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
-
-
 def _from_files(
-    name: str, problem: str, class_names: list[str], splits: dict[str, list[Sample]], source: str
+    name: str, problem: str, class_names: list[str], splits: dict[str, list[Case]], source: str
 ) -> ClassificationData:
     """Read the first image for the dimensionality and channel count."""
     from medsight.io import read_image
@@ -321,7 +281,7 @@ def load_class_manifest(path: str | Path, name: str | None = None) -> Classifica
         raise DataError(f"{path}: needs a 'label' column or one 0/1 column per label; found {header}")
     multilabel = label_cols != ["label"]
     class_names = label_cols if multilabel else _class_names([r.get("label", "") for r in rows], path)
-    splits: dict[str, list[Sample]] = {}
+    splits: dict[str, list[Case]] = {}
     for n, row in enumerate(rows, start=2):
         sample, split = _manifest_sample(row, n, cols, label_cols, class_names, multilabel, path)
         splits.setdefault(split, []).append(sample)
@@ -348,7 +308,7 @@ def _manifest_sample(
     class_names: list[str],
     multilabel: bool,
     path: Path,
-) -> tuple[Sample, str]:
+) -> tuple[Case, str]:
     where = f"{path} row {n}"
     if any(not row.get(c) for c in cols + label_cols):
         empty = [c for c in cols + label_cols if not row.get(c)]
@@ -369,7 +329,7 @@ def _manifest_sample(
     from medsight.io.readers import split_suffix
 
     case_id = row.get("case_id") or split_suffix(images[0].name)[0]
-    return Sample(case_id, label, images=images, patient_id=row.get("patient_id") or None), split
+    return Case(case_id, images, classes=label, patient_id=row.get("patient_id") or None), split
 
 
 def _resolve_image(base: Path, value: str, where: str) -> Path:
@@ -387,7 +347,7 @@ def _resolve_image(base: Path, value: str, where: str) -> Path:
     )
 
 
-def _unique_ids(splits: dict[str, list[Sample]], path: Path) -> None:
+def _unique_ids(splits: dict[str, list[Case]], path: Path) -> None:
     seen: set[str] = set()
     for samples in splits.values():
         for s in samples:
@@ -399,8 +359,7 @@ def _unique_ids(splits: dict[str, list[Sample]], path: Path) -> None:
 # ---------------------------------------------------------------------------------------- adapters
 
 
-def _isic_attributes(root: Path) -> ClassificationData:
-    base = root / "isic2018"
+def _isic_attributes(base: Path) -> ClassificationData:
     train = load_class_manifest(base / "train" / "attributes.csv", name="isic2018-attributes")
     val = load_class_manifest(base / "val" / "attributes.csv")
     train.splits["val"] = val.splits["train"]
@@ -408,4 +367,34 @@ def _isic_attributes(root: Path) -> ClassificationData:
     return train
 
 
-ADAPTERS: dict[str, Callable[[Path], ClassificationData]] = {"isic2018-attributes": _isic_attributes}
+def _register_datasets() -> None:
+    """The classification datasets in the one DATASETS registry: every MedMNIST name (its .npz in
+    ``<data root>/medmnist/``) and the ISIC 2018 attributes."""
+    from medsight.data.adapters import DATASETS, DatasetAdapter
+    from medsight.data.medmnist import MEDMNIST
+
+    DATASETS.add(
+        "isic2018-attributes",
+        DatasetAdapter(
+            "isic2018-attributes",
+            "isic2018",
+            "ISIC 2018 dermoscopic attributes (5, multi-label) of the lesion images; train 1600 / val 400",
+            _isic_attributes,
+            targets="classes",
+        ),
+    )
+    for name, info in MEDMNIST.items():
+        kind = f"{info.dim}D, {info.task}, {len(info.labels)} classes"
+        DATASETS.add(
+            name,
+            DatasetAdapter(
+                name,
+                "medmnist",
+                f"MedMNIST {name}: {kind} (the .npz in medmnist/, or fetch it)",
+                lambda folder, n=name: load_medmnist_file(folder / f"{n}.npz"),
+                targets="classes",
+            ),
+        )
+
+
+_register_datasets()

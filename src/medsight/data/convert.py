@@ -9,6 +9,7 @@ consecutive class values of the spec (``label_map`` applied), region-of-interest
 Example::
 
     convert_to_msd("drive", "data/Dataset001_DRIVE")
+    convert_to_msd("../shared/data/drive", "data/Dataset001_DRIVE")   # the folder, by its structure
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def convert_to_msd(
     max_workers: int | None = None,
 ) -> Path:
     """Write the dataset ``source`` (anything :func:`load_dataset` accepts) as an MSD / nnU-Net v2 folder.
+
+    ``source`` may be a registered name (``"drive"``) or a folder in that dataset's own layout
+    (``"../shared/data/drive"``), recognised by its structure.
 
     The folder is assembled beside ``dest`` and renamed into place at the end, so an interrupted
     conversion leaves nothing half-written.

@@ -141,6 +141,27 @@ class Fingerprint(_Model):
     def data_issues(self) -> list[DataIssue]:
         return [DataIssue(i.case_id, i.field, i.message) for i in self.issues]
 
+    def summary_lines(self) -> list[str]:
+        """What ``medsight fingerprint`` prints: sizes, spacing, intensities, classes, every problem."""
+        lines = [
+            f"dataset {self.name}: {self.num_train} training / {self.num_test} test cases, {self.dim}D, "
+            f"{self.num_channels} channel(s) {self.channel_names}",
+            f"  shape median {self.median_shape} (min {self.min_shape}, max {self.max_shape})",
+            f"  spacing median {self.median_spacing}, anisotropy {self.anisotropy:.2f}",
+        ]
+        for c, st in self.intensity.items():
+            lines.append(
+                f"  channel {c} ({self.modality[c]}): {self.intensity_source} intensities mean {st.mean:.4g} "
+                f"std {st.std:.4g} p0.5 {st.percentile_00_5:.4g} p99.5 {st.percentile_99_5:.4g}"
+            )
+        for cl in self.classes:
+            lines.append(
+                f"  class {cl.value} {cl.name}: in {cl.cases_present} cases, "
+                f"{100 * cl.mean_voxel_fraction:.2f}% of voxels"
+            )
+        lines.append(f"  {len(self.issues)} problem(s) found" + (":" if self.issues else ""))
+        return lines + [f"    {issue}" for issue in self.data_issues]
+
     def to_json(self, path: str | Path | None = None) -> str:
         """The JSON text; also written atomically to ``path`` when given."""
         text = self.model_dump_json(indent=1)

@@ -6,9 +6,10 @@ every file lives in Zenodo record 10519652 as ``<name>.npz`` (28 px) or ``<name>
 
 Example::
 
-    from medsight.data.medmnist import fetch_medmnist, read_medmnist
+    from medsight.data.medmnist import fetch_medmnist
+    from medsight.io.npz import read_medmnist
     path = fetch_medmnist("breastmnist", 28, root="data/medmnist")   # downloads once, verifies MD5
-    splits = read_medmnist(path, "breastmnist")                        # {"train": (images, labels), ...}
+    splits = read_medmnist(path)                                       # {"train": (images, labels), ...}
 """
 
 from __future__ import annotations

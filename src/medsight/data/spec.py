@@ -11,27 +11,59 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Boxes of one image: ``coords`` (N, 2 * dim) as (x0, y0[, z0], x1, y1[, z1]) in voxels of the
+    image, corners inclusive-exclusive, and ``labels`` (N,) class indices."""
+
+    coords: np.ndarray = field(compare=False)
+    labels: np.ndarray = field(compare=False)
+
 
 @dataclass(frozen=True)
 class Case:
-    """One case: its channel files, an optional label file, an optional region-of-interest mask.
+    """One case of any task family: its image, as channel files or an in-memory array, and its typed
+    targets (each family reads the ones it needs; the others stay None).
 
     ``images`` has one path per channel (a multi-channel file such as an RGB PNG counts as one
-    path whose channels are all used). ``roi`` is an evaluation mask, e.g. DRIVE's field of view:
-    metrics are computed inside it. ``extra`` holds more references (e.g. DRIVE's 2nd manual).
+    path whose channels are all used); ``array`` (``(C, *spatial)``, as stored) replaces files for
+    in-memory sources such as MedMNIST. Targets: ``label`` a label map file (segmentation),
+    ``classes`` a class index or a 0/1 vector (classification; -1: unknown), ``boxes`` (detection),
+    ``target`` a paired target image file (enhancement, translation), ``kspace`` a raw k-space file
+    (reconstruction), ``fixed`` the fixed image the case's image is registered to (registration).
+    ``roi`` is an evaluation mask, e.g. DRIVE's field of view: metrics are computed inside it.
+    ``extra`` holds more references (e.g. DRIVE's 2nd manual).
     """
 
     case_id: str
-    images: tuple[Path, ...]
+    images: tuple[Path, ...] = ()
     label: Path | None = None
     patient_id: str | None = None
     roi: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    classes: Any = field(default=None, hash=False)
+    array: np.ndarray | None = field(default=None, hash=False, compare=False, repr=False)
+    boxes: Boxes | None = field(default=None, hash=False, compare=False)
+    target: Path | None = None
+    kspace: Path | None = None
+    fixed: Path | None = None
 
     @property
     def patient(self) -> str:
         """The grouping key for patient-level splits (falls back to the case id)."""
         return self.patient_id or self.case_id
+
+    def read(self) -> np.ndarray:
+        """The image as ``(C, *spatial)`` float32, intensities as stored (channel files concatenated)."""
+        if self.array is not None:
+            return self.array.astype(np.float32)
+        from medsight.io import read_image
+
+        arrays = [read_image(p).array for p in self.images]
+        return np.concatenate(arrays, axis=0).astype(np.float32)
 
 
 @dataclass

@@ -8,7 +8,7 @@ copied from them, as the standard requires), has one segment per foreground labe
 
 Example::
 
-    labels = Predictor.from_run(run).predict_image(read_image(series_dir))
+    labels = read_image("case.nii.gz")                  # a prediction on the series' grid
     write_dicom_seg(labels, series_dir, "case.seg.dcm", class_names=["liver"], label_values=[1])
 """
 
@@ -240,26 +240,6 @@ def write_dicom_seg(
     return path
 
 
-def read_dicom_seg_labels(
-    seg_path: str | Path | Any, source_uids: Sequence[str], label_values: Sequence[int]
-) -> np.ndarray:
-    """A SEG as a label map ``(columns, rows, slices)`` over the source instances ``source_uids`` (in
-    volume order), segment ``s`` mapped back to ``label_values[s - 1]``. Frames absent from the SEG are
-    empty."""
-    import highdicom as hd
-
-    seg = hd.seg.segread(seg_path) if isinstance(seg_path, str | Path) else seg_path
-    numbers = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=list(source_uids),
-        combine_segments=True,
-        relabel=False,
-        assert_missing_frames_are_empty=True,
-    )
-    lut = np.zeros(max(int(numbers.max()), len(label_values)) + 1, dtype=np.int64)
-    lut[1 : len(label_values) + 1] = label_values
-    return lut[numbers].transpose(2, 1, 0)
-
-
 def dicom_segs(
     run_dir: str | Path, input: Path, outputs: Sequence[Path], *, required: bool, overwrite: bool = False
 ) -> list[Path]:
@@ -269,7 +249,7 @@ def dicom_segs(
     With ``required`` an input that cannot get a SEG (a single DICOM file, missing UIDs) is an error;
     otherwise it is skipped with a warning. Existing SEGs are kept unless ``overwrite``.
     """
-    from medsight.deploy.cases import group_inputs
+    from medsight.data.inputs import group_inputs
     from medsight.io import read_image
     from medsight.io.readers import detect_format, split_suffix
     from medsight.runs import open_run

@@ -3,11 +3,15 @@
 ::
 
     out/
-      model.onnx | model.ts   the network (segmentation: full-resolution head only), batch axis dynamic
+      model.onnx | model.ts   the network the task chose (e.g. a segmenter's full-resolution head only),
+                              batch axis dynamic
       deploy.json             everything pre/post-processing needs (see ``deploy_spec``)
 
-``medsight predict --model out`` (:mod:`medsight.deploy.runtime`) runs it with ONNX Runtime, without
-torch, and gives the same label maps / CSV as ``medsight predict --run RUN``.
+What is exported comes from the run's task, through the registry: ``get_task(task).export_spec(run)``
+returns an :class:`ExportSpec` (the network, an example input, the task's deploy.json fields and its
+torch-free runtime module). ``medsight predict --model out`` (:mod:`medsight.deploy.runtime`) runs it
+with ONNX Runtime, without torch, through that runtime module, and writes what
+``medsight predict --run RUN`` writes.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medsight.deploy.runtime import check_runtime_name
 from medsight.errors import ConfigError, RunError
 from medsight.utils import atomic_folder
 
@@ -31,6 +37,46 @@ SPEC_FILE = "deploy.json"
 SPEC_VERSION = 1
 OPSET = 17
 CHECK_TOLERANCE = 1e-3  # max abs logit difference between the exported and the eager model
+# the deploy.json fields export writes itself (see deploy_spec); a task's ExportSpec.fields add to them
+_EXPORT_FIELDS = frozenset(
+    "spec_version format model input_name output_name task runtime dim in_channels normalization "
+    "class_names tta opset medsight_version source_run exported plan".split()
+)
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What export needs from a task (``Task.export_spec(run)``).
+
+    Attributes:
+        network: the ``torch.nn.Module`` to export, on the CPU in eval mode, taking ``(batch, ...)``
+            float32 and returning one tensor (e.g. a segmenter's full-resolution head only).
+        example: an example input batch of one (``torch.Tensor``) that traces the network; see
+            :func:`example_input`.
+        runtime: the dotted path of the task's torch-free runtime module, under ``medsight.tasks``
+            (derive it from the task package's ``__package__``: ``f"{__package__}.runtime"``); it
+            defines ``Runtime`` (:class:`medsight.deploy.runtime.TaskRuntime`).
+        fields: the task's own deploy.json fields (input layout, activation, thresholds ...), beside
+            those export writes itself (see :func:`deploy_spec`).
+    """
+
+    network: Any
+    example: Any
+    runtime: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_runtime_name(self.runtime, "ExportSpec")
+        clash = sorted(set(self.fields) & _EXPORT_FIELDS)
+        if clash:
+            raise ConfigError(f"ExportSpec.fields: {clash} are written by export itself; rename them")
+
+
+def example_input(channels: int, size: list[int] | tuple[int, ...], seed: int = 0) -> Any:
+    """A reproducible random example batch ``(1, channels, *size)`` to trace a network with."""
+    import torch
+
+    return torch.randn((1, channels, *size), generator=torch.Generator().manual_seed(seed))
 
 
 def export_run(
@@ -55,9 +101,10 @@ def export_run(
         the PyTorch model (and the ONNX file checked with ``onnx.checker``) before it is kept.
 
     Example:
-        >>> export_run("runs/segment-drive-20250101-120000", "onnx", "deploy/drive")
+        >>> export_run("runs/RUN", "onnx", "deploy/RUN")
     """
     from medsight.runs import open_run
+    from medsight.task_registry import get_task
 
     if format not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
@@ -69,36 +116,16 @@ def export_run(
         raise ConfigError(f"--out: {dest} is a file, expected a folder to create")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise ConfigError(f"--out: {dest} exists and is not empty; choose another folder or pass --force")
-    model, example = _network(run)
+    export = get_task(run.config.task).export_spec(run)
     with atomic_folder(dest, replace=force) as tmp:
         if format == "onnx":
-            export_onnx(model, example, tmp / FORMATS[format], opset)
+            export_onnx(export.network, export.example, tmp / FORMATS[format], opset)
         else:
-            export_torchscript(model, example, tmp / FORMATS[format])
-        spec = deploy_spec(run, format, opset)
+            export_torchscript(export.network, export.example, tmp / FORMATS[format])
+        spec = deploy_spec(run, export, format, opset)
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
     log.info("exported %s to %s", run.path.name, dest)
     return dest
-
-
-def _network(run: Any) -> tuple[Any, Any]:
-    """The run's network on the CPU in eval mode, as exported, and an example input (batch of 1)."""
-    import torch
-
-    if run.config.task == "classify":
-        from medsight.tasks.classify.pipeline import load_model
-
-        _, model = load_model(run, "cpu")
-        size = run.plan.input_size
-    else:
-        from medsight.tasks.segment.pipeline import load_model
-        from medsight.tasks.segment.task import HeadOnly
-
-        _, net = load_model(run, "cpu")
-        model = HeadOnly(net).eval()  # deep supervision: the full-resolution output only
-        size = run.plan.patch_size
-    example = torch.randn((1, run.plan.in_channels, *size), generator=torch.Generator().manual_seed(0))
-    return model, example
 
 
 def export_onnx(model: Any, example: Any, path: Path, opset: int) -> None:
@@ -152,20 +179,22 @@ def _check_same(model: Any, batch: Any, got: np.ndarray, kind: str) -> None:
         raise RunError(f"{kind} export: outputs differ from PyTorch by {diff:.3g} (> {CHECK_TOLERANCE})")
 
 
-def deploy_spec(run: Any, format: str, opset: int) -> dict[str, Any]:
-    """What pre/post-processing needs, for deploy.json. ``plan`` holds the run's whole plan, from which
-    the torch-free runtime rebuilds exactly the PyTorch path's preprocessing; the named fields repeat
-    what a non-medsight consumer needs."""
+def deploy_spec(run: Any, export: ExportSpec, format: str, opset: int) -> dict[str, Any]:
+    """What pre/post-processing needs, for deploy.json: the export's own fields, the runtime module,
+    the fields every plan has (:class:`~medsight.planning.plan.PlanBase`), the task's
+    (``export.fields``), and ``plan``: the run's whole plan, from which the torch-free runtime rebuilds
+    exactly the PyTorch path's preprocessing. The named fields repeat what a non-medsight consumer needs."""
     from medsight import __version__
 
     plan = run.plan
-    spec: dict[str, Any] = {
+    return {
         "spec_version": SPEC_VERSION,
         "format": format,
         "model": FORMATS[format],
         "input_name": "input",
         "output_name": "output",
         "task": run.config.task,
+        "runtime": export.runtime,
         "dim": plan.dim,
         "in_channels": plan.in_channels,
         "normalization": [n.model_dump(mode="json") for n in plan.normalization],
@@ -175,33 +204,6 @@ def deploy_spec(run: Any, format: str, opset: int) -> dict[str, Any]:
         "medsight_version": __version__,
         "source_run": run.path.name,
         "exported": datetime.now().isoformat(timespec="seconds"),
+        **export.fields,
+        "plan": plan.model_dump(mode="json"),
     }
-    if run.config.task == "classify":
-        spec.update(
-            input_size=list(plan.input_size),
-            layout="(batch, channels, *input_size), float32, normalised",
-            problem=plan.problem,
-            activation="sigmoid" if plan.problem == "multilabel" else "softmax",
-            thresholds=plan.thresholds,
-            tta_flip_axes=[[a] for a in plan.flip_axes],
-        )
-    else:
-        from medsight.engine.windows import flip_sets
-
-        spec.update(
-            target_spacing=list(plan.target_spacing),
-            crop_to_nonzero=plan.dim == 3,
-            patch_size=list(plan.patch_size),
-            layout="(batch, channels, *patch_size), float32, normalised; output: logits",
-            overlap=plan.sliding_window_overlap,
-            blend="gaussian",
-            sigma_scale=0.125,
-            window_batch_size=plan.batch_size,
-            tta_flip_axes=[list(f) for f in flip_sets(True, plan.dim)[1:]],
-            label_values=list(plan.label_values),
-            regions=plan.regions,
-            activation="sigmoid" if plan.regions else "softmax",
-            postprocess_lcc=plan.postprocess_lcc,
-        )
-    spec["plan"] = plan.model_dump(mode="json")
-    return spec

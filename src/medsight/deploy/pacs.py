@@ -1,8 +1,11 @@
-"""Segment a study on a PACS: QIDO-RS search, WADO-RS retrieve, predict, DICOM SEG, STOW-RS store.
+"""Label a study on a PACS: QIDO-RS search, WADO-RS retrieve, predict, DICOM SEG, STOW-RS store.
+
+Any run whose task family serves a label map (its served model is a
+:class:`~medsight.deploy.serving.LabelMapModel`) can be used; others are refused with the reason.
 
 Example::
 
-    result = pacs_predict("http://pacs:8042/dicom-web", study_uid, "runs/segment-ct-...")
+    result = pacs_predict("http://pacs:8042/dicom-web", study_uid, "runs/RUN")
     print(result.seg_sop_instance_uid, result.timings["total"])
 """
 
@@ -11,11 +14,15 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsight.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medsight.deploy.serving import LabelMapModel
+    from medsight.runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,24 @@ def _save(datasets: list[Any], folder: Path) -> None:
         ds.save_as(folder / f"{n:05d}.dcm", enforce_file_format=True)
 
 
+def label_map_model(run: Run) -> LabelMapModel:
+    """The run's served model (from its task family), when it answers label maps.
+
+    Raises:
+        ConfigError: the family's served model is no :class:`~medsight.deploy.serving.LabelMapModel`.
+    """
+    from medsight.deploy.serving import LabelMapModel
+    from medsight.task_registry import get_task
+
+    model = get_task(run.config.task).served_model(run)
+    if not isinstance(model, LabelMapModel):
+        raise ConfigError(
+            f"{run.path}: pacs stores a DICOM SEG, which needs a model that answers label maps; "
+            f"this {run.config.task} run's served model ({type(model).__name__}) has no label_map"
+        )
+    return model
+
+
 def pacs_predict(
     url: str,
     study_uid: str,
@@ -54,13 +79,13 @@ def pacs_predict(
     tta: bool | None = None,
     timeout: float = 60,
 ) -> PacsResult:
-    """Segment one series of a study on a DICOMweb server and store the DICOM SEG back.
+    """Predict the label map of one series of a study on a DICOMweb server and store it back as a DICOM SEG.
 
     Args:
         url: the DICOMweb root (``http://host:8042/dicom-web``).
         study_uid: the StudyInstanceUID.
-        run_dir: a segmentation run folder.
-        series_uid: the series to segment (default: the CT/MR series with most instances).
+        run_dir: a run folder whose model answers label maps.
+        series_uid: the series to label (default: the CT/MR series with most instances).
         auth: ``(user, password)``; ``token``: a bearer token instead.
         output: a folder that also gets ``<series_uid>.seg.dcm`` and ``<series_uid>.nii.gz``.
         tta: override the run's test-time augmentation.
@@ -68,21 +93,18 @@ def pacs_predict(
 
     Raises:
         PacsError: a request failed (URL and HTTP status named) or the study has no image series.
-        ConfigError: the run is not a segmentation run.
+        ConfigError: the run's model does not answer label maps.
     """
     from medsight.deploy.dicom_seg import build_dicom_seg
     from medsight.deploy.dicomweb import DicomWeb, choose_image_series
     from medsight.io import write_image
     from medsight.io.dicom import read_dicom_series
     from medsight.runs import open_run
-    from medsight.tasks.segment.predictor import Predictor
     from medsight.utils import atomic_write
 
     run = open_run(run_dir)
-    if run.config.task != "segment":
-        raise ConfigError(
-            f"{run.path}: pacs segments with a segmentation run; this run's task is {run.config.task}"
-        )
+    if tta is not None:
+        run = replace(run, plan=run.plan.model_copy(update={"tta": tta}))
     timings: dict[str, float] = {}
     start = clock = time.perf_counter()
 
@@ -92,6 +114,8 @@ def pacs_predict(
         timings[name] = round(now - clock, 4)
         clock = now
 
+    model = label_map_model(run)  # refuses a run without label maps before any request is sent
+    lap("load_model")
     client = DicomWeb(url, auth=auth, token=token, timeout=timeout)
     chosen = choose_image_series(client.search_series(study_uid), study_uid, series_uid)
     lap("search")
@@ -101,18 +125,15 @@ def pacs_predict(
         _save(datasets, Path(tmp))
         image = read_dicom_series(tmp, series_uid=chosen.series_uid)
     lap("read")
-    predictor = Predictor.from_run(run.path, tta=tta)
-    lap("load_model")
-    labels = predictor.predict_image(image, case_id=chosen.series_uid)
+    labels = model.label_map(image, case_id=chosen.series_uid)
     lap("predict")
-    plan = predictor.task.plan
-    names = [n for n, v in zip(plan.class_names, plan.label_values, strict=True) if v != 0]
-    values = [v for v in plan.label_values if v != 0]
+    segments = model.segments()
+    names = list(segments)
     seg = build_dicom_seg(
         labels,
         datasets,
         class_names=names,
-        label_values=values,
+        label_values=list(segments.values()),
         run_name=run.path.name,
         series_uid=chosen.series_uid,
     )

@@ -1,36 +1,61 @@
 """Run an exported model (``medsight export``) without torch: ONNX Runtime on the CPU.
 
-The pre/post-processing is medsight's own torch-free code, the same the PyTorch predictors run:
-normalisation, 3D crop to the non-zero region, resampling and ``restore`` from
-:mod:`medsight.transforms.segmentation`, window placement and Gaussian blending from
-:mod:`medsight.engine.windows`, file handling from :mod:`medsight.deploy.cases`. So
-``medsight predict --model DIR`` writes what ``medsight predict --run RUN`` writes (label maps in the
-input's geometry and format; the same classification CSV), up to float rounding in the network.
+This module is the generic half: it reads deploy.json, loads the network (ONNX Runtime, or torch for
+a TorchScript export), and offers the numpy sliding window and activations. The task half is the
+runtime module that deploy.json names (``"runtime"``: ``medsight.tasks.<name>.runtime``, written by
+``medsight export`` from the task's :class:`~medsight.deploy.export.ExportSpec`). That module defines
+``Runtime``, a :class:`TaskRuntime`: its ``plan_type`` validates deploy.json's ``"plan"``, and
+``Runtime(network, plan).predict_path(input, output)`` writes what ``medsight predict --run RUN``
+writes, with the same torch-free pre/post-processing and file handling as the PyTorch predictor.
 
-Imports: numpy, scipy, onnxruntime and medsight's readers, never torch (a test checks it). A
-TorchScript export (``model.ts``) is run by torch itself, imported only then.
+Imports: numpy, scipy, onnxruntime and medsight's readers, never torch (a test checks it; task
+runtimes must not import it either). A TorchScript export (``model.ts``) is run by torch itself,
+imported only then.
 
 Example::
 
     from medsight.deploy.runtime import OnnxPredictor
-    OnnxPredictor("deploy/drive").predict_path("fundus/", "masks/")
+    predictor = OnnxPredictor("deploy/drive")
+    predictor.predict_path("fundus/", "masks/")
+    probs = predictor.runtime.probabilities(image)   # the task runtime's own methods
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from medsight.deploy.batch import Shard
 from medsight.errors import ConfigError, DataError
-from medsight.io import Image, read_image
+from medsight.io.batch import ShardLike
 
 SPEC_FILE = "deploy.json"
-Session = Callable[[np.ndarray], np.ndarray]
+RUNTIME_PACKAGE = "medsight.tasks"
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+Network = Callable[[np.ndarray], np.ndarray]  # a float32 batch in, the network's output out
+
+
+class TaskRuntime(Protocol):
+    """What a task's torch-free runtime module defines as ``Runtime``.
+
+    ``Runtime(network, plan)`` is built once per export folder; ``plan_type`` is the task's plan model
+    (deploy.json's ``"plan"`` is validated with it, so a runtime module and what it imports must be
+    torch-free). ``predict_path`` writes the task's outputs for every input under ``input``, resumable
+    and shardable as in :mod:`medsight.io.batch`, and returns the paths written (or owned) by this shard.
+    """
+
+    plan_type: ClassVar[type[Any]]
+
+    def __init__(self, network: Network, plan: Any) -> None: ...
+
+    def predict_path(
+        self, input: Path, output: Path, *, overwrite: bool = False, shard: ShardLike = None
+    ) -> list[Path]: ...
 
 
 class OnnxPredictor:
@@ -40,99 +65,29 @@ class OnnxPredictor:
         model_dir: a folder written by ``medsight export`` (deploy.json + model.onnx or model.ts).
         tta: override the exported flip test-time augmentation (None: as exported).
         threads: CPU threads for the network (None: ONNX Runtime's default, all cores).
+
+    Attributes:
+        spec: deploy.json. plan: the task's plan (validated). runtime: the task's :class:`TaskRuntime`.
     """
 
     def __init__(self, model_dir: str | Path, *, tta: bool | None = None, threads: int | None = None) -> None:
         self.path = Path(model_dir)
         self.spec = load_spec(self.path)
-        self.plan = _plan(self.spec, self.path)
+        runtime_type = runtime_class(runtime_name(self.spec), self.path / SPEC_FILE)
+        self.plan = _plan(runtime_type.plan_type, self.spec, self.path)
         if tta is not None:
             self.plan = self.plan.model_copy(update={"tta": tta})
         self.task: str = self.spec["task"]
-        self.run = load_network(self.path / self.spec["model"], self.spec["format"], threads)
+        self.network = load_network(self.path / self.spec["model"], self.spec["format"], threads)
+        self.runtime: TaskRuntime = runtime_type(self.network, self.plan)
 
-    # ------------------------------------------------------------------ files in, files out
     def predict_path(
-        self,
-        input: str | Path,
-        output: str | Path,
-        *,
-        overwrite: bool = False,
-        shard: str | Shard | tuple[int, int] | None = None,
+        self, input: str | Path, output: str | Path, *, overwrite: bool = False, shard: ShardLike = None
     ) -> list[Path]:
-        """Predict every image under ``input``, writing what ``medsight predict --run`` writes:
-        segmentation label maps in ``output`` (input geometry and format), or one classification CSV.
-        Resume and sharding as in :mod:`medsight.deploy.cases`. Returns the output paths."""
-        from medsight.deploy.cases import classify_path, segment_path
-
-        if self.task == "classify":
-            path = classify_path(
-                Path(input), Path(output), self.plan, lambda: self.classify, overwrite=overwrite, shard=shard
-            )
-            return [path]
-        return segment_path(
-            Path(input),
-            Path(output),
-            self.plan.in_channels,
-            self.segment_files,
-            overwrite=overwrite,
-            shard=shard,
-        )
-
-    # ------------------------------------------------------------------ segmentation
-    def segment_files(self, files: list[Path], case_id: str = "case") -> Image:
-        """The label map of one case given as one file per channel."""
-        from medsight.deploy.cases import stack_channels
-
-        return self.segment_image(stack_channels([read_image(p) for p in files]), case_id)
-
-    def segment_image(self, image: Image, case_id: str = "case") -> Image:
-        """The label map of ``image`` in its own geometry (as ``SegmentTask.predict``)."""
-        from medsight.transforms.segmentation import largest_components, to_label_map
-
-        full = self.segment_probabilities(image, case_id)
-        labels = to_label_map(full, self.plan.label_values, self.plan.regions)
-        if self.plan.postprocess_lcc:
-            labels = largest_components(labels, self.plan.label_values[1:])
-        return image.with_array(labels[None], kind="label")
-
-    def segment_probabilities(self, image: Image, case_id: str = "case") -> np.ndarray:
-        """Probabilities ``(C, *image.shape)`` on the input's grid (softmax classes or sigmoid regions)."""
-        from medsight.transforms.segmentation import preprocess, restore
-
-        self._need("segment")
-        pre = preprocess(image, None, self.plan, case_id)
-        region = self.plan.regions is not None
-        probs = sliding_window(
-            self.run,
-            pre.image,
-            patch_size=self.plan.patch_size,
-            overlap=self.plan.sliding_window_overlap,
-            tta_flips=self.plan.tta,
-            activation="sigmoid" if region else "softmax",
-            batch_size=self.plan.batch_size,
-        )
-        return restore(probs, pre, background=0.0 if region else 1.0)
-
-    # ------------------------------------------------------------------ classification
-    def classify(self, samples: Sequence[Any]) -> np.ndarray:
-        """Class probabilities ``(N, K)`` of ``medsight.data.classification.Sample`` s."""
-        return self.classify_arrays([s.read() for s in samples])
-
-    def classify_arrays(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Class probabilities ``(N, K)`` of raw ``(C, *spatial)`` images, averaged over flips (``tta``)."""
-        from medsight.transforms.classification import input_array
-
-        self._need("classify")
-        x = np.stack([input_array(np.asarray(im, dtype=np.float32), self.plan) for im in images])
-        x = x.astype(np.float16).astype(np.float32)  # the PyTorch path keeps inputs as float16
-        views = [x] + ([np.flip(x, a + 2) for a in self.plan.flip_axes] if self.plan.tta else [])
-        activation = _sigmoid if self.plan.problem == "multilabel" else _softmax
-        return np.mean([activation(self.run(np.ascontiguousarray(v))) for v in views], axis=0)
-
-    def _need(self, task: str) -> None:
-        if self.task != task:
-            raise ConfigError(f"{self.path}: this is a {self.task} model, not a {task} model")
+        """Predict every input under ``input``, writing what ``medsight predict --run`` writes (e.g.
+        label maps in the input's geometry and format, or one classification CSV); resume and sharding
+        as in :mod:`medsight.io.batch`. Returns the output paths."""
+        return self.runtime.predict_path(Path(input), Path(output), overwrite=overwrite, shard=shard)
 
 
 def load_spec(model_dir: Path) -> dict[str, Any]:
@@ -153,23 +108,61 @@ def load_spec(model_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path}: missing field(s) {', '.join(missing)}")
     if spec["format"] not in ("onnx", "torchscript"):
         raise DataError(f"{path}: format: expected 'onnx' or 'torchscript', found {spec['format']!r}")
-    if spec["task"] not in ("segment", "classify"):
-        raise DataError(f"{path}: task: expected 'segment' or 'classify', found {spec['task']!r}")
     if not (model_dir / spec["model"]).is_file():
         raise DataError(f"{model_dir / spec['model']}: model file missing (named in {path})")
     return spec
 
 
-def _plan(spec: dict[str, Any], model_dir: Path) -> Any:
-    from medsight.planning import plan_class
+def runtime_name(spec: dict[str, Any]) -> str:
+    """The runtime module deploy.json names; exports written before it had ``"runtime"`` name their
+    task's, ``medsight.tasks.<task>.runtime``."""
+    return str(spec.get("runtime") or f"{RUNTIME_PACKAGE}.{spec['task']}.runtime")
 
+
+def check_runtime_name(name: str, where: str | Path) -> str:
+    """``name`` when it is a module path under ``medsight.tasks`` (the only modules an export may name).
+
+    Raises:
+        DataError: any other name, with ``where`` (the deploy.json or the task) named.
+    """
+    if not isinstance(name, str) or not _MODULE.match(name) or not name.startswith(RUNTIME_PACKAGE + "."):
+        raise DataError(
+            f"{where}: runtime: expected a module under {RUNTIME_PACKAGE} "
+            f"(such as {RUNTIME_PACKAGE}.<task>.runtime), found {name!r}"
+        )
+    return name
+
+
+def runtime_class(name: str, where: str | Path) -> type[TaskRuntime]:
+    """The ``Runtime`` class of the task runtime module ``name`` (checked to be under medsight.tasks).
+
+    Raises:
+        DataError: a name outside medsight.tasks, a module not installed here, or one without a
+            ``Runtime`` that has ``plan_type`` and ``predict_path``.
+    """
+    check_runtime_name(name, where)
     try:
-        return plan_class(spec["task"]).model_validate(spec["plan"])
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if not exc.name or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise  # the module exists but one of its own imports is missing
+        raise DataError(
+            f"{where}: runtime: module {name} not found (exported by a medsight with another task family?)"
+        ) from exc
+    runtime = getattr(module, "Runtime", None)
+    if not isinstance(runtime, type) or not all(hasattr(runtime, a) for a in ("plan_type", "predict_path")):
+        raise DataError(f"{where}: runtime: {name} defines no Runtime class with plan_type and predict_path")
+    return runtime
+
+
+def _plan(plan_type: type[Any], spec: dict[str, Any], model_dir: Path) -> Any:
+    try:
+        return plan_type.model_validate(spec["plan"])
     except (ConfigError, ValueError) as exc:
         raise DataError(f"{model_dir / SPEC_FILE}: invalid plan ({str(exc).splitlines()[0]})") from exc
 
 
-def load_network(path: Path, format: str, threads: int | None) -> Session:
+def load_network(path: Path, format: str, threads: int | None) -> Network:
     """A function running the network on a float32 batch: ONNX Runtime, or torch for TorchScript."""
     if format == "torchscript":
         import torch  # a TorchScript model needs torch itself
@@ -202,7 +195,7 @@ def load_network(path: Path, format: str, threads: int | None) -> Session:
 
 
 def sliding_window(
-    run: Session,
+    run: Network,
     image: np.ndarray,
     *,
     patch_size: Sequence[int],
@@ -240,10 +233,10 @@ def sliding_window(
     assert acc is not None
     crop = (slice(None), *plan.crop)
     blended = acc[crop] / count[crop]
-    return _sigmoid(blended) if activation == "sigmoid" else _softmax(blended, axis=0)
+    return sigmoid(blended) if activation == "sigmoid" else softmax(blended, axis=0)
 
 
-def _flip_mean(run: Session, x: np.ndarray, flips: list[tuple[int, ...]]) -> np.ndarray:
+def _flip_mean(run: Network, x: np.ndarray, flips: list[tuple[int, ...]]) -> np.ndarray:
     total: np.ndarray | None = None
     for flip in flips:
         axes = tuple(a + 2 for a in flip)
@@ -254,12 +247,14 @@ def _flip_mean(run: Session, x: np.ndarray, flips: list[tuple[int, ...]]) -> np.
     return total / len(flips) if len(flips) > 1 else total
 
 
-def _softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+def softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax along ``axis`` (default: the class axis of a batch)."""
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, float32."""
     from scipy.special import expit
 
     return expit(x).astype(np.float32, copy=False)

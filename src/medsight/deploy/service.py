@@ -1,14 +1,15 @@
-"""A REST service around a run folder: ``POST /predict`` an image, get the mask or the probabilities.
+"""A REST service around a run folder: ``POST /predict`` an image, get the model's answer (a mask, the
+probabilities ... whatever the run's task family answers, see :mod:`medsight.deploy.serving`).
 
 Example::
 
     from medsight.deploy.service import create_app, serve
-    app = create_app("runs/segment-drive-...", token="s3cret")   # a FastAPI app (ASGI)
+    app = create_app("runs/RUN", token="s3cret")                  # a FastAPI app (ASGI)
     serve(app, host="127.0.0.1", port=8000)                       # or any ASGI server
 
 Endpoints: ``POST /predict`` (multipart field ``file``: a NIfTI, PNG/JPG/TIFF, NRRD/MHA, a DICOM file
 or a .zip of a DICOM series; ``Authorization: Bearer <token>``), ``GET /health``, ``GET /`` (a web page
-that uploads an image and overlays the mask), ``GET /openapi.json`` and ``/docs``.
+that uploads an image and shows the answer, a mask overlaid), ``GET /openapi.json`` and ``/docs``.
 
 The model is loaded once. Inference runs in a bounded pool of worker threads (one by default):
 concurrent requests wait in its queue, in arrival order, and none is dropped; a request that is still
@@ -42,8 +43,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from medsight.deploy.service_models import MEDIA_TYPES, ServedModel, load_service_model
 from medsight.deploy.service_queue import MAX_QUEUE, InferenceQueue, ServiceError
+from medsight.deploy.serving import FILE_SUFFIXES, MEDIA_TYPES, ServedModel, load_service_model
 from medsight.errors import ConfigError, DataError, MedsightError
 
 if TYPE_CHECKING:
@@ -67,46 +68,9 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="what was wrong")
 
 
-class Mask(BaseModel):
-    format: Literal["png", "nifti"]
-    media_type: str
-    data: str = Field(description="the mask file, base64")
-
-
-class Preview(BaseModel):
-    image: str = Field(description="PNG of the image (3D: one slice), base64")
-    mask: str | None = Field(description="PNG of the label map on that slice, base64")
-    slice: int | None = Field(description="3D: index of the slice along the last axis")
-
-
-class Volume(BaseModel):
-    label: int
-    voxels: int
-    size: float = Field(description="area (2D) or volume (3D) in the unit given")
-    unit: Literal["mm2", "mm3"]
-
-
-class SegmentBody(BaseModel):
-    task: Literal["segment"]
-    shape: list[int]
-    spacing: list[float]
-    labels: dict[str, int]
-    volumes: dict[str, Volume]
-    mask: Mask
-    preview: Preview | None = None
-
-
-class ClassifyBody(BaseModel):
-    task: Literal["classify"]
-    problem: str
-    probabilities: dict[str, float]
-    predicted: list[str]
-    preview: Preview | None = None
-
-
 class HealthBody(BaseModel):
     status: Literal["ok"]
-    task: Literal["segment", "classify"]
+    task: str = Field(description="the task family of the model served")
     run: str
     model: dict[str, Any]
     queue: int = Field(description="requests waiting or running")
@@ -254,7 +218,7 @@ def create_app(
     """The FastAPI app serving the run in ``run_dir`` (model loaded now, once).
 
     Args:
-        run_dir: a run folder written by ``medsight train`` (segment or classify).
+        run_dir: a run folder written by ``medsight train`` (of any task family that serves).
         token: the bearer token clients must send (default: $MEDSIGHT_API_TOKEN).
         auth: False serves without authentication (the token is then ignored).
         max_upload_bytes: larger uploads are refused with 413.
@@ -322,16 +286,13 @@ def create_app(
             504: "processing took too long",
         }.items()
     }
-    ok_content = {
-        "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
-    }
+    ok_content = {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}
 
     @app.post(
         PREDICT_PATH,
-        response_model=SegmentBody | ClassifyBody,
+        response_model=model.response_model,
         responses={200: {"content": ok_content}, **errors},
-        summary="Segment or classify one image",
+        summary=f"Predict one image ({model.kind} model)",
     )
     async def predict(
         file: Annotated[
@@ -353,11 +314,10 @@ def create_app(
         queue.served += 1
         log.info("predict: 200 in %.3f s", time.perf_counter() - started)
         if isinstance(result, bytes):
-            suffix = ".png" if output == "png" else ".nii.gz"
             return Response(
                 result,
                 media_type=MEDIA_TYPES[output],
-                headers={"Content-Disposition": f'attachment; filename="mask{suffix}"'},
+                headers={"Content-Disposition": f'attachment; filename="mask{FILE_SUFFIXES[output]}"'},
             )
         return JSONResponse(result)
 

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from medsight.config import TrainConfig
+from medsight.engine.contract import OptimizerSpec
 from medsight.errors import ConfigError
-from medsight.tasks.base import Optimizers
 
 DEFAULT_EPOCHS = 50  # used when neither epochs, max_iterations nor time_budget is set
 POLY_EXPONENT = 0.9  # nnU-Net's poly schedule
@@ -64,8 +64,9 @@ class ProgressLR(torch.optim.lr_scheduler.LRScheduler):
         return [base * factor for base in self.base_lrs]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> Optimizers:
-    """AdamW, or SGD (momentum 0.99, Nesterov), over the trainable parameters, with a ProgressLR."""
+def build_optimizer(model: nn.Module, config: TrainConfig, name: str = "main") -> list[OptimizerSpec]:
+    """AdamW, or SGD (momentum 0.99, Nesterov), over the trainable parameters, with a ProgressLR and
+    ``train.grad_clip``: the one optimiser of a task with one loss."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"{type(model).__name__}: build_optimizer found no trainable parameters")
@@ -76,7 +77,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> Optimizers:
         opt = torch.optim.SGD(
             params, lr=lr, momentum=SGD_MOMENTUM, nesterov=True, weight_decay=config.weight_decay
         )
-    return Optimizers([opt], [ProgressLR(opt, config.schedule)])
+    return [OptimizerSpec(opt, [ProgressLR(opt, config.schedule)], name=name, clip_norm=config.grad_clip)]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Example::
 
     trainer = Trainer(task, config.train, run_dir)      # seeds everything: build the model after this
-    model = task.build_model(plan)
+    model = task.build_model()
     result = trainer.fit(model, train_batches, val_loader)   # resumes from run_dir/checkpoints/last.pt
 
 How it runs:
@@ -11,10 +11,13 @@ How it runs:
 * **Budget.** Epochs of ``iterations_per_epoch`` batches drawn from one persistent iterator over
   ``train_data`` (re-created when exhausted), until ``epochs``, ``max_iterations`` or ``time_budget``
   is reached (first wins; none set: 50 epochs). The time budget is checked between epochs.
-* **Optimisation.** When ``training_step`` returns a loss, the engine zeroes gradients, back-propagates,
-  clips the gradient norm to 12 (nnU-Net) and steps the task's optimisers (a step with a non-finite
-  gradient norm is skipped and counted). With loss None the task has stepped itself. Schedulers step
-  every iteration; a :class:`~medsight.engine.schedule.ProgressLR` gets the run progress first.
+* **Optimisation.** ``training_step`` returns one loss per optimiser (``StepOutput.losses``, keyed by
+  :class:`~medsight.engine.contract.OptimizerSpec` name). For each, the engine takes the gradients of
+  that loss with respect to that optimiser's parameters (all losses first, then all steps), clips their
+  norm (``clip_norm``: ``train.grad_clip``, 12 as in nnU-Net, by default) and steps; an optimiser whose
+  gradient norm is not finite skips the step, counted in ``skipped_steps``. Empty losses: the task has
+  stepped itself. Schedulers step every iteration; a :class:`~medsight.engine.schedule.ProgressLR`
+  gets the run progress first.
 * **Validation** runs every ``val_every`` epochs and at the last one, on rank 0 only, in eval mode under
   ``torch.inference_mode()`` (and bf16 autocast on CUDA when ``amp``). ``task.monitor`` picks
   ``best.pt``; ``early_stopping_patience`` counts validation rounds without improvement. Without
@@ -51,6 +54,7 @@ from medsight.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from medsight.engine.contract import DEFAULT_GRAD_CLIP, OptimizerSpec, StepContext, TrainableTask
 from medsight.engine.device import autocast_factory, configure_threads, move_to_device, resolve_device
 from medsight.engine.distributed import (
     barrier,
@@ -67,9 +71,9 @@ from medsight.engine.schedule import Budget
 from medsight.engine.seed import derive_seed, get_rng_state, seed_everything, set_rng_state
 from medsight.engine.stream import BatchStream, EpochMeter
 from medsight.errors import ConfigError, RunError
-from medsight.tasks.base import Optimizers, StepContext, Task
 
-GRAD_CLIP = 12.0  # max gradient norm, as in nnU-Net
+GRAD_CLIP = DEFAULT_GRAD_CLIP
+Optimizers = list[OptimizerSpec]
 
 
 class Callback(Protocol):
@@ -109,11 +113,11 @@ class _Clock:
 
 
 class Trainer:
-    """Trains any :class:`~medsight.tasks.base.Task`; see the module docstring for the behaviour."""
+    """Trains any :class:`~medsight.engine.contract.TrainableTask`; see the module docstring."""
 
     def __init__(
         self,
-        task: Task,
+        task: TrainableTask,
         config: TrainConfig,
         run_dir: str | Path,
         *,
@@ -196,20 +200,15 @@ class Trainer:
             meter.wait += time.perf_counter() - t0
             progress = self.budget.progress(st.step, self._elapsed(start_step))
             ctx = StepContext(
-                st.epoch,
-                st.step,
-                self.device,
-                opt.optimizers,
-                self.autocast,
-                *self._ranks(),
-                progress=progress,
+                st.epoch, st.step, self.device, opt, self.autocast, *self._ranks(), progress=progress
             )
             out = self.task.training_step(model, move_to_device(batch, self.device), ctx)
-            ok = out.loss is None or self._optimise(model, opt, out.loss)
+            ok = self._optimise(opt, out.losses)
             st.step += 1
             self._schedule(opt, self._elapsed(start_step))
-            meter.add(out.loss if ok else None, out.logs, skipped=not ok)
-            bar.update(1, **self._bar_postfix(out.loss) if bar.bar is not None else {})
+            loss = sum(out.losses.values()) if out.losses and ok else None
+            meter.add(loss, out.logs, skipped=not ok)
+            bar.update(1, **self._bar_postfix(loss) if bar.bar is not None else {})
         st.epoch += 1
         return self._close_epoch(meter, st.step - start_step)
 
@@ -222,32 +221,57 @@ class Trainer:
     def _ranks(self) -> tuple[int, int]:
         return self.dist.rank, self.dist.world_size
 
-    def _optimise(self, model: nn.Module, opt: Optimizers, loss: torch.Tensor) -> bool:
-        """Backward, clip, step; False when the gradient norm is not finite (the step is skipped)."""
-        if not opt.optimizers:
+    def _optimise(self, opt: Optimizers, losses: dict[str, torch.Tensor]) -> bool:
+        """Gradients of each optimiser's loss for its own parameters (all before any step), clipped,
+        then the steps; False when some optimiser's gradient norm was not finite (its step skipped)."""
+        by_name = {spec.name: spec for spec in opt}
+        unknown = sorted(set(losses) - set(by_name))
+        if unknown:
             raise RunError(
-                f"task {self.task.name}: training_step returned a loss but configure_optimizers returned "
-                "None; return Optimizers (e.g. medsight.engine.build_optimizer) or StepOutput(loss=None)"
+                f"task {self.task.name}: training_step returned losses {unknown} for no configured optimiser "
+                f"(configured: {sorted(by_name) or 'none'}); return one OptimizerSpec per loss "
+                "(e.g. medsight.engine.build_optimizer) or empty losses when the task steps itself"
             )
-        for o in opt.optimizers:
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP) if params else torch.tensor(0.0)
-        if not torch.isfinite(norm):
-            for o in opt.optimizers:
-                o.zero_grad(set_to_none=True)
-            return False
-        for o in opt.optimizers:
-            o.step()
-        return True
+        names = list(losses)
+        grads = [self._gradients(opt, by_name[n], losses[n], i < len(names) - 1) for i, n in enumerate(names)]
+        ok = True
+        for name, grad in zip(names, grads, strict=True):
+            spec = by_name[name]
+            spec.optimizer.zero_grad(set_to_none=True)
+            for p, g in zip(spec.parameters, grad, strict=True):
+                p.grad = g
+            if self._clip(spec):
+                spec.optimizer.step()
+            else:
+                ok = False
+            spec.optimizer.zero_grad(set_to_none=True)
+        return ok
+
+    @staticmethod
+    def _gradients(
+        opt: Optimizers, spec: OptimizerSpec, loss: torch.Tensor, retain: bool
+    ) -> list[torch.Tensor | None]:
+        """The gradients of ``loss`` for ``spec``'s parameters (``backward``, so DDP reduces them)."""
+        for other in opt:
+            other.optimizer.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain)
+        return [p.grad for p in spec.parameters]
+
+    @staticmethod
+    def _clip(spec: OptimizerSpec) -> bool:
+        """Clip the gradient norm of one optimiser's parameters; False when it is not finite."""
+        params = [p for p in spec.parameters if p.grad is not None]
+        if not params:
+            return True
+        max_norm = spec.clip_norm if spec.clip_norm is not None else float("inf")
+        return bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(params, max_norm)))
 
     def _schedule(self, opt: Optimizers, elapsed: float) -> None:
         """Step every scheduler; a ProgressLR first gets ``budget.progress(step, elapsed)``."""
         progress = self.budget.progress(self.state.step, elapsed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-            for sched in opt.schedulers:
+            for sched in (s for spec in opt for s in spec.schedulers):
                 if hasattr(sched, "set_progress"):
                     sched.set_progress(progress)
                 sched.step()
@@ -310,7 +334,7 @@ class Trainer:
         st = self.state
         st.elapsed = self._clock.now()
         st.epoch_seconds = st.elapsed - self._epoch_start
-        lr = opt.optimizers[0].param_groups[0]["lr"] if opt.optimizers else None
+        lr = opt[0].optimizer.param_groups[0]["lr"] if opt else None
         self._record = {
             "epoch": st.epoch,
             "step": st.step,
@@ -354,7 +378,7 @@ class Trainer:
         cfg, rank = self.config, self.dist.rank
         seed_everything(derive_seed(cfg.seed, rank), cfg.deterministic)
         model.to(self.device)
-        opt = self.task.configure_optimizers(model) or Optimizers([])
+        opt = self.task.configure_optimizers(model) or []
         self.state, self.should_stop, self._record = LoopState(), False, {}
         resumed = resume and self.last_checkpoint.is_file()
         if resumed:
@@ -378,7 +402,7 @@ class Trainer:
                     "pass resume=False to start over"
                 )
         apply_model_state(model, ckpt["model"], path)
-        for kind, objs in (("optimizers", opt.optimizers), ("schedulers", opt.schedulers)):
+        for kind, objs in (("optimizers", _optimizers(opt)), ("schedulers", _schedulers(opt))):
             saved = ckpt.get(kind, [])
             if len(saved) != len(objs):
                 raise RunError(f"{path}: holds {len(saved)} {kind}, the task configured {len(objs)}")
@@ -398,8 +422,8 @@ class Trainer:
         state = {
             "format": CHECKPOINT_FORMAT,
             "model": unwrap_model(model).state_dict(),
-            "optimizers": [o.state_dict() for o in opt.optimizers],
-            "schedulers": [s.state_dict() for s in opt.schedulers],
+            "optimizers": [o.state_dict() for o in _optimizers(opt)],
+            "schedulers": [s.state_dict() for s in _schedulers(opt)],
             "loop": self.state.to_dict(),
             "rng": get_rng_state(),
             "task": self.task.name,
@@ -422,3 +446,11 @@ class Trainer:
         show = main and ProgressBar.wanted(self.config.progress, self.progress)
         total = self.budget.estimated_total_iterations(self.state.step, self.state.elapsed)
         return loggers, ProgressBar(show, total, initial=self.state.step)
+
+
+def _optimizers(opt: Optimizers) -> list[torch.optim.Optimizer]:
+    return [spec.optimizer for spec in opt]
+
+
+def _schedulers(opt: Optimizers) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    return [s for spec in opt for s in spec.schedulers]

@@ -78,6 +78,55 @@ def _transfer_syntax(ds: Any) -> str:
     return f"{uid.name} ({uid})" if uid is not None else "unknown"
 
 
+def _one_line(text: str) -> str:
+    """``text``'s lines joined by "; " (after a line ending in ":", by a space)."""
+    out = ""
+    for line in (part.strip() for part in text.splitlines()):
+        if line:
+            out += (" " if not out or out.endswith(":") else "; ") + line
+    return out.strip()
+
+
+_EXTRA_DECODERS = ("pylibjpeg", "libjpeg", "openjpeg")  # the modules of medsight[dicom]'s decoders
+
+
+def _extra_installed() -> bool:
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in _EXTRA_DECODERS)
+
+
+def decoder_hint(ds: Any) -> str:
+    """What pydicom can decode ``ds``'s compressed transfer syntax with, for an error message.
+
+    The install hint (``pip install 'medsight[dicom]'``) is given only when medsight[dicom]'s
+    decoders are missing and pydicom lists pylibjpeg for the syntax; when installed decoders were
+    tried and failed, the message names them instead. "" for an uncompressed or absent syntax.
+    """
+    from pydicom.pixels import get_decoder
+
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if uid is None:
+        return ""
+    try:
+        if not uid.is_compressed:
+            return ""
+    except ValueError:  # a private or unknown UID: pydicom cannot say
+        pass
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        return "; pydicom has no decoder for this transfer syntax"
+    missing = list(decoder.missing_dependencies)
+    if not _extra_installed() and any(m.startswith("pylibjpeg") for m in missing):
+        return "; a decoder for it is missing: pip install 'medsight[dicom]' (pylibjpeg)"
+    if not decoder.is_available:
+        return f"; no installed decoder supports it (pydicom's plugins for it need: {'; '.join(missing)})"
+    tried = f"; the installed decoders ({', '.join(decoder.available_plugins)}) cannot read this file"
+    return tried + (f" (not installed: {'; '.join(missing)})" if missing else "")
+
+
 def _frames(ds: Any, path: Path) -> np.ndarray:
     """Decoded pixels as ``(frames, rows, columns, samples)`` in native byte order."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -92,12 +141,10 @@ def _frames(ds: Any, path: Path) -> np.ndarray:
 
             arr = apply_color_lut(arr, ds)
     except Exception as exc:
-        hint = ""
-        if "plugin" in str(exc).lower() or "decod" in str(exc).lower():
-            hint = "; compressed DICOM needs decoders: pip install 'medsight[dicom]' (pylibjpeg)"
+        reason = _one_line(str(exc))  # pydicom lists each plugin's failure on its own line
         raise DataError(
             f"{path}: cannot decode pixel data, transfer syntax {_transfer_syntax(ds)} "
-            f"({type(exc).__name__}: {exc}){hint}"
+            f"({type(exc).__name__}: {reason}){decoder_hint(ds)}"
         ) from exc
     arr = np.asarray(arr)
     if arr.dtype.byteorder not in ("=", "|"):

@@ -226,3 +226,23 @@ def smallest_int_dtype(array: np.ndarray) -> np.dtype:
         if info.min <= lo and hi <= info.max:
             return np.dtype(dt)
     return np.dtype(np.int64)
+
+
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".gif",
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".mha",
+)
+
+
+def is_image_file(p: Path) -> bool:
+    """A file whose name ends in an image suffix medsight reads (DICOM series are found by content)."""
+    return p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)

@@ -15,6 +15,9 @@ are used here: the surface of a mask is its foreground voxels with a face-neighb
 * ``nsd``: normalised surface Dice, the fraction of surface voxels of both masks lying within
   ``tolerance_mm`` of the other surface (``compute_surface_dice`` without sub-voxels).
 
+:func:`dice_coefficient` is the one Dice of medsight: checkpoint selection, ``medsight robustness`` and
+these metrics all call it, so they agree on every case, empty masks included.
+
 Empty masks (after restricting to ``roi``), the BraTS convention:
 
 * both empty: perfect agreement, ``dice = iou = nsd = 1``, ``hd95 = asd = 0``, volume differences 0;
@@ -32,6 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from medsight.errors import ConfigError, DataError
 
@@ -83,6 +87,30 @@ def segmentation_metrics(
     out.update(_volumes(counts[0] + counts[1], counts[0] + counts[2], float(np.prod(sp))))
     out.update(_surface(p, r, sp, tolerance_mm))
     return out
+
+
+def dice_coefficient(pred: ArrayLike, ref: ArrayLike) -> float:
+    """The Dice coefficient 2|P & R| / (|P| + |R|) of two masks: the one Dice of medsight.
+
+    Checkpoint selection (the segment task's validation), ``medsight robustness`` and the reported
+    metrics all score overlap with this function, so they agree, empty masks included.
+
+    Args:
+        pred: predicted mask of any shape (bool, or numbers where non-zero is foreground); a numpy array
+            or anything ``np.asarray`` reads, such as a CPU torch tensor.
+        ref: reference mask of the same shape.
+
+    Returns:
+        The Dice in [0, 1]; 1.0 when both masks are empty, 0.0 when exactly one is.
+
+    Example:
+        >>> dice_coefficient(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]))
+        0.6666666666666666
+    """
+    p, r = np.asarray(pred) != 0, np.asarray(ref) != 0
+    _same_shape(p, r, "pred", "ref")
+    tp, fp, fn, _ = _confusion(p, r, p.size)
+    return _dice(tp, fp, fn)
 
 
 def case_metrics(
@@ -164,7 +192,7 @@ def pixel_metrics(
         "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
         "precision": _ratio(tp, tp + fp),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0),
+        "f1": _dice(tp, fp, fn),
     }
 
 
@@ -242,9 +270,14 @@ def _ratio(num: float, den: float, empty: float = math.nan) -> float:
     return float(num / den) if den else empty
 
 
+def _dice(tp: int, fp: int, fn: int) -> float:
+    """Dice from counts: both masks empty is perfect agreement (1.0), exactly one empty 0.0."""
+    return _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0)
+
+
 def _overlap(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, empty=1.0),
+        "dice": _dice(tp, fp, fn),
         "iou": _ratio(tp, tp + fp + fn, empty=1.0),
         "sensitivity": _ratio(tp, tp + fn),
         "precision": _ratio(tp, tp + fp),

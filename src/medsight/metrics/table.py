@@ -54,12 +54,16 @@ class MetricTable:
     """Rows of per-case (and per-class) metric values.
 
     ``keys`` are the identifying columns (e.g. ``["case_id", "class"]``); every other numeric column
-    is a metric. ``info`` holds extra summary values that are not per case (e.g. a pooled AUC).
+    is a metric. ``info`` holds extra summary values that are not per case (e.g. the split, a confusion
+    matrix). ``pooled`` is the summary of metrics that are not means over cases (a classifier's AUC,
+    a detector's mAP), computed by the task over all cases at once with its own bootstrap; when given,
+    it is the summary instead of the per-column means.
     """
 
     rows: list[dict[str, Any]]
     keys: list[str] = field(default_factory=lambda: ["case_id"])
     info: dict[str, Any] = field(default_factory=dict)
+    pooled: dict[str, Any] | None = None
 
     @property
     def metric_names(self) -> list[str]:
@@ -82,7 +86,10 @@ class MetricTable:
         return np.array([_as_float(r.get(metric)) for r in rows], dtype=np.float64)
 
     def summary(self, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-        """``{group: {metric: {mean, ci_low, ci_high, n}}}`` plus ``info``; 'mean' is over classes too."""
+        """``{group: {metric: {mean, ci_low, ci_high, n}}}`` plus ``info``; 'mean' is over classes too.
+        With ``pooled``, that summary plus ``info``."""
+        if self.pooled is not None:
+            return {**self.pooled, **({"info": self.info} if self.info else {})}
         out: dict[str, Any] = {}
         groups = self.groups()
         for group in groups + (["mean"] if len(groups) > 1 else []):

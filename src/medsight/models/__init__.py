@@ -1,19 +1,25 @@
 """Model builders in one registry: ``build_model("dynunet", spatial_dims=3, ...)``.
 
-Every builder returns a plain ``nn.Module`` that imports nothing from the engine or the tasks.
+Every builder returns a plain ``nn.Module`` that imports nothing from the engine or the tasks, and is
+registered with a :class:`ModelInfo`: its family, its input contract and its output kind, so tests,
+planners and the CLI read what a model needs from the registry instead of knowing it by name.
 Builders import MONAI inside themselves, so ``import medsight.models`` stays light.
 
-Output contract of every segmentation model:
+Output kinds (:data:`OutputKind`):
 
-* eval mode: a tensor ``(B, C, *spatial)``, always;
-* train mode with ``deep_supervision=True``: a tensor ``(B, N_heads, C, *spatial)`` whose head 0
-  is the full-resolution final output and the others are the deeper heads resized to the same
-  size (MONAI DynUNet's behaviour); :func:`medsight.engine.inference.predict_with_deep_supervision_head`
+* ``"logits"``: a tensor ``(B, K)`` per image (classifiers), in train and eval mode alike;
+* ``"logit_map"``: a tensor ``(B, C, *spatial)`` per voxel (segmentation), in train and eval mode;
+* ``"deep_supervision"``: a ``"logit_map"`` in eval mode, or when built without deep supervision;
+  in train mode with ``deep_supervision=True``, a tensor ``(B, N_heads, C, *spatial)`` whose head 0
+  is the full-resolution final output and the others are the deeper heads resized to the same size
+  (MONAI DynUNet's behaviour); :func:`medsight.engine.inference.predict_with_deep_supervision_head`
   picks head 0 from such an output (or from a list of heads).
 
 Example:
-    >>> from medsight.models import build_model
+    >>> from medsight.models import build_model, model_names
     >>> net = build_model("unet", spatial_dims=2, in_channels=1, out_channels=3, base_filters=8)
+    >>> "resnet18" in model_names("classification")
+    True
 """
 
 from __future__ import annotations
@@ -23,11 +29,41 @@ from typing import Any
 
 from torch import nn
 
+from medsight.models.info import Family, ModelInfo, OutputKind, RegisteredModel
 from medsight.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
 
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[RegisteredModel] = Registry("model")
+
+
+def register_model(name: str, info: ModelInfo) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering a builder under ``name`` with its :class:`ModelInfo`.
+
+    Example:
+        >>> @register_model("tiny_net", ModelInfo(family="classification"))  # doctest: +SKIP
+        ... def build_tiny_net(*, spatial_dims, in_channels, out_channels, patch_size, deep_supervision): ...
+    """
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        MODELS.add(name, RegisteredModel(builder, info))
+        return builder
+
+    return decorator
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registered :class:`ModelInfo` of model ``name`` (case-insensitive).
+
+    Raises:
+        RegistryError: unknown name.
+    """
+    return MODELS.get(name).info
+
+
+def model_names(family: Family | None = None) -> list[str]:
+    """Registered model names, sorted; only those of ``family`` when given."""
+    return [n for n in MODELS.names() if family is None or MODELS.get(n).info.family == family]
 
 
 def build_model(
@@ -44,12 +80,13 @@ def build_model(
 
     Args:
         name: registry name (see ``MODELS.names()``), case-insensitive.
-        spatial_dims: 2 or 3.
+        spatial_dims: 2 or 3 (what the model's ``ModelInfo.dims`` allows).
         in_channels: input channels (modalities).
         out_channels: output channels (classes, background included for softmax heads).
-        patch_size: training patch size; required by models whose layout depends on it
-            (``dynunet``, ``unetr``) and validated by those that constrain it (``swinunetr``).
-        deep_supervision: add deep-supervision heads (models that support it only).
+        patch_size: training patch size (the input image size for classifiers); required by models
+            whose layout depends on it (``ModelInfo.needs_patch_size``: ``dynunet``, ``unetr``, ``vit``,
+            ...) and validated by those that constrain it (``swinunetr``).
+        deep_supervision: add deep-supervision heads (models whose output is ``"deep_supervision"``).
         **kwargs: model-specific options (e.g. ``base_filters``, ``spacing``, ``feature_size``).
 
     Raises:
@@ -58,9 +95,11 @@ def build_model(
     """
     from medsight.errors import ConfigError
 
-    builder = MODELS.get(name)
-    if spatial_dims not in (2, 3):
-        raise ConfigError(f"model {name!r}: spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    entry = MODELS.get(name)
+    if spatial_dims not in entry.info.dims:
+        raise ConfigError(
+            f"model {name!r}: spatial_dims must be one of {list(entry.info.dims)}, got {spatial_dims!r}"
+        )
     for field, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"model {name!r}: {field} must be a positive int, got {value!r}")
@@ -70,7 +109,7 @@ def build_model(
             raise ConfigError(
                 f"model {name!r}: patch_size must hold {spatial_dims} positive sizes, got {patch_size!r}"
             )
-    return builder(
+    return entry.build(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=out_channels,
@@ -84,4 +123,16 @@ from medsight.models import classification as _classification  # noqa: E402,F401
 from medsight.models import segmentation as _segmentation  # noqa: E402,F401  (registers the builders)
 from medsight.models.segmentation import DynUNetTopology, dynunet_topology  # noqa: E402
 
-__all__ = ["MODELS", "build_model", "dynunet_topology", "DynUNetTopology"]
+__all__ = [
+    "MODELS",
+    "DynUNetTopology",
+    "Family",
+    "ModelInfo",
+    "OutputKind",
+    "RegisteredModel",
+    "build_model",
+    "dynunet_topology",
+    "model_info",
+    "model_names",
+    "register_model",
+]

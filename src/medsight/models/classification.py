@@ -18,23 +18,18 @@ import torch
 from torch import nn
 
 from medsight.errors import ConfigError
-from medsight.models import MODELS
+from medsight.models import register_model
+from medsight.models.info import ModelInfo
 from medsight.models.segmentation import _construct
 
-CLASSIFIERS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "densenet121",
-    "efficientnet_b0",
-    "seresnet50",
-    "vit",
-    "transmed",
-    "transmed_cnn",
-)
 SMALL_INPUT_MAX = 64  # every side at most this: CIFAR-style ResNet stem by default
 VIT_TOKEN_PATCHES = (16, 8, 4, 2, 1)
 VIT_MIN_GRID = {2: 7, 3: 4}  # fewest patches per axis the default ViT patch must leave
+RESNET_INFO = ModelInfo(family="classification", width_option="widen_factor", tiny={"widen_factor": 0.25})
+# TransMed's last axis holds the slices, grouped 3 by 3 into images
+TRANSMED_INFO = ModelInfo(
+    family="classification", needs_patch_size=True, multiple=(1, 1, 3), min_size=(8, 8, 3)
+)
 
 
 def _classifier(name: str, deep_supervision: bool) -> None:
@@ -79,7 +74,7 @@ def _resnet(
     )
 
 
-@MODELS.register("resnet18")
+@register_model("resnet18", RESNET_INFO)
 def build_resnet18(
     *,
     spatial_dims: int,
@@ -101,7 +96,7 @@ def build_resnet18(
     )  # fmt: skip
 
 
-@MODELS.register("resnet34")
+@register_model("resnet34", RESNET_INFO)
 def build_resnet34(
     *,
     spatial_dims: int,
@@ -121,7 +116,7 @@ def build_resnet34(
     )  # fmt: skip
 
 
-@MODELS.register("resnet50")
+@register_model("resnet50", RESNET_INFO)
 def build_resnet50(
     *,
     spatial_dims: int,
@@ -141,7 +136,14 @@ def build_resnet50(
     )  # fmt: skip
 
 
-@MODELS.register("densenet121")
+@register_model(
+    "densenet121",
+    ModelInfo(
+        family="classification",
+        min_size=32,
+        tiny={"init_features": 8, "growth_rate": 8, "block_config": (1, 1, 1, 1)},
+    ),
+)
 def build_densenet121(
     *,
     spatial_dims: int,
@@ -166,7 +168,7 @@ def build_densenet121(
     )
 
 
-@MODELS.register("efficientnet_b0")
+@register_model("efficientnet_b0", ModelInfo(family="classification", min_size=32))
 def build_efficientnet_b0(
     *,
     spatial_dims: int,
@@ -192,7 +194,10 @@ def build_efficientnet_b0(
     )
 
 
-@MODELS.register("seresnet50")
+@register_model(
+    "seresnet50",
+    ModelInfo(family="classification", min_size=8, tiny={"layers": (1, 1, 1, 1), "inplanes": 16}),
+)
 def build_seresnet50(
     *,
     spatial_dims: int,
@@ -241,7 +246,14 @@ class LogitsOnly(nn.Module):
         return self.net(x)[0]
 
 
-@MODELS.register("vit")
+@register_model(
+    "vit",
+    ModelInfo(
+        family="classification",
+        needs_patch_size=True,
+        tiny={"hidden_size": 32, "mlp_dim": 64, "num_layers": 1, "num_heads": 2},
+    ),
+)
 def build_vit(
     *,
     spatial_dims: int,
@@ -293,7 +305,7 @@ def build_vit(
     return LogitsOnly(net)
 
 
-@MODELS.register("transmed")
+@register_model("transmed", TRANSMED_INFO)
 def build_transmed(
     *,
     spatial_dims: int,
@@ -315,7 +327,7 @@ def build_transmed(
                       num_classes=out_channels, image_size=size, **kwargs)  # fmt: skip
 
 
-@MODELS.register("transmed_cnn")
+@register_model("transmed_cnn", TRANSMED_INFO)
 def build_transmed_cnn(
     *,
     spatial_dims: int,

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from medsight.errors import ConfigError
-from medsight.models import MODELS
+from medsight.models import register_model
+from medsight.models.info import ModelInfo
 
 FILTER_CAP = {2: 512, 3: 320}  # nnU-Net's maximum feature count per stage
 
@@ -156,7 +157,17 @@ def _stage_channels(base_filters: int, depth: int) -> tuple[int, ...]:
     return tuple(base_filters * 2**i for i in range(depth + 1))
 
 
-@MODELS.register("dynunet")
+@register_model(
+    "dynunet",
+    ModelInfo(
+        family="segmentation",
+        output="deep_supervision",
+        needs_patch_size=True,
+        min_size=16,
+        width_option="base_filters",
+        tiny={"base_filters": 4, "max_depth": 2},
+    ),
+)
 def build_dynunet(
     *,
     spatial_dims: int,
@@ -210,7 +221,17 @@ def build_dynunet(
     )
 
 
-@MODELS.register("unet")
+@register_model(
+    "unet",
+    ModelInfo(
+        family="segmentation",
+        output="logit_map",
+        multiple=16,
+        min_size=32,
+        width_option="base_filters",
+        tiny={"base_filters": 4, "depth": 2, "num_res_units": 1},
+    ),
+)
 def build_unet(
     *,
     spatial_dims: int,
@@ -242,7 +263,17 @@ def build_unet(
     )
 
 
-@MODELS.register("attention_unet")
+@register_model(
+    "attention_unet",
+    ModelInfo(
+        family="segmentation",
+        output="logit_map",
+        multiple=16,
+        min_size=16,
+        width_option="base_filters",
+        tiny={"base_filters": 4, "depth": 2},
+    ),
+)
 def build_attention_unet(
     *,
     spatial_dims: int,
@@ -291,7 +322,17 @@ class HeadsAsTensor(nn.Module):
         return heads[-1]
 
 
-@MODELS.register("unetplusplus")
+@register_model(
+    "unetplusplus",
+    ModelInfo(
+        family="segmentation",
+        output="deep_supervision",
+        multiple=16,
+        min_size=32,
+        width_option="base_filters",
+        tiny={"base_filters": 4},
+    ),
+)
 def build_unetplusplus(
     *,
     spatial_dims: int,
@@ -321,7 +362,17 @@ def build_unetplusplus(
     return HeadsAsTensor(net, deep_supervision)
 
 
-@MODELS.register("segresnet")
+@register_model(
+    "segresnet",
+    ModelInfo(
+        family="segmentation",
+        output="logit_map",
+        multiple=8,
+        min_size=8,
+        width_option="base_filters",
+        tiny={"base_filters": 8, "blocks_down": (1, 1, 1, 1)},
+    ),
+)
 def build_segresnet(
     *,
     spatial_dims: int,
@@ -350,7 +401,18 @@ def build_segresnet(
     )
 
 
-@MODELS.register("unetr")
+@register_model(
+    "unetr",
+    ModelInfo(
+        family="segmentation",
+        output="logit_map",
+        needs_patch_size=True,
+        multiple=16,
+        min_size=16,
+        width_option="feature_size",
+        tiny={"feature_size": 4, "hidden_size": 24, "mlp_dim": 48, "num_heads": 2},
+    ),
+)
 def build_unetr(
     *,
     spatial_dims: int,
@@ -384,7 +446,16 @@ def build_unetr(
     )
 
 
-@MODELS.register("swinunetr")
+@register_model(
+    "swinunetr",
+    ModelInfo(
+        family="segmentation",
+        output="logit_map",
+        multiple=32,
+        min_size=(64, 32, 32),  # instance norm needs more than one voxel at the bottleneck
+        tiny={"feature_size": 12, "depths": (1, 1, 1, 1)},
+    ),
+)
 def build_swinunetr(
     *,
     spatial_dims: int,

@@ -55,8 +55,7 @@ import torch
 from torch import nn
 
 from medsight.errors import ConfigError, ShapeError
-
-SMALL_INPUT_MAX = 64  # images up to this many pixels per side get the CIFAR-style stem
+from medsight.models.classification import SMALL_INPUT_MAX  # images up to this side: CIFAR-style stem
 
 
 @dataclass(frozen=True)

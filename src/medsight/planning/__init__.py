@@ -1,47 +1,47 @@
-"""Planning: a dataset fingerprint -> a Plan (what to train, and why)."""
+"""Planning, shared by every task family: the plan base (a reason per field), the device budgets, the
+measured-width search, and the one planner entry (:func:`plan_dataset`), which dispatches to the
+family's own planner (``medsight.tasks.<name>.planning``) through the registry."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from medsight.planning.plan import ChannelNorm, Plan, PlanBase
-from medsight.planning.planner import CPU_BUDGET, GPU_BUDGET, DeviceBudget, device_budget, plan_segmentation
+from medsight.planning.budget import CPU_BUDGET, GPU_BUDGET, DeviceBudget, device_budget
+from medsight.planning.plan import ChannelNorm, PlanBase
+
+if TYPE_CHECKING:
+    from medsight.config import RunConfig
+    from medsight.tasks.contract import TaskData
 
 
 def plan_dataset(
-    dataset: Any,
-    *,
-    task: str = "segment",
-    device: str | None = None,
-    measure: bool = True,
-    overrides: dict[str, Any] | None = None,
-    data_root: str | Path | None = None,
-    time_budget_s: float | None = None,
-) -> Plan:
-    """Fingerprint ``dataset`` (anything ``load_dataset`` takes, or a Fingerprint) and plan for it."""
-    from medsight.data import fingerprint_dataset, load_dataset
+    source: str | Path, config: RunConfig | None = None, *, measure: bool = True
+) -> tuple[TaskData, PlanBase]:
+    """Load ``source`` with the config's task family and plan for it: ``(data, plan)``.
 
-    fp = (
-        dataset
-        if hasattr(dataset, "median_spacing")
-        else fingerprint_dataset(load_dataset(dataset, data_root=data_root))
-    )
-    if task != "segment":
-        from medsight.errors import ConfigError
+    The one planner entry: it dispatches through the task registry, so every family plans the same way
+    (its ``Task.load`` then ``Task.plan``, under the config's time budget and ``plan:`` overrides).
 
-        raise ConfigError(f"plan: task {task!r} has no planner yet; known: segment")
-    plan = plan_segmentation(fp, budget=device_budget(device), measure=measure, time_budget_s=time_budget_s)
-    return plan.with_overrides(overrides or {})
+    Example:
+        >>> data, plan = plan_dataset("drive", load_config(None, ["train.time_budget=10m"]))
+    """
+    from medsight.config import RunConfig
+    from medsight.task_registry import get_task
+
+    config = config or RunConfig()
+    task = get_task(config.task)
+    data = task.load(source, config)
+    return data, task.plan(data, config, measure=measure)
 
 
-def plan_class(task: str) -> type[PlanBase]:
-    """The plan model of a task family (what its plan.json holds)."""
-    if task == "classify":
-        from medsight.planning.classify import ClassifyPlan
-
-        return ClassifyPlan
-    return Plan
+def planning_budget(config: RunConfig) -> float | None:
+    """The time budget the planner sizes the network for: with adversarial training each step also runs
+    the attack (``steps`` more forward-backward passes, one more for TRADES), so the budget is divided."""
+    budget, adversarial = config.train.time_budget_seconds, config.train.adversarial
+    if budget is None or adversarial is None:
+        return budget
+    return budget / (1 + adversarial.steps + (adversarial.method == "trades"))
 
 
 __all__ = [
@@ -49,10 +49,8 @@ __all__ = [
     "GPU_BUDGET",
     "ChannelNorm",
     "DeviceBudget",
-    "Plan",
     "PlanBase",
-    "plan_class",
     "device_budget",
     "plan_dataset",
-    "plan_segmentation",
+    "planning_budget",
 ]

@@ -1,8 +1,12 @@
-"""The Plan: everything planning chose for a run, with the reason for each choice."""
+"""What every task's plan shares: :class:`PlanBase` (save, load, overrides) and :class:`ChannelNorm`.
+
+Each task family subclasses PlanBase in its own folder (``medsight.tasks.<name>.planning``).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -29,9 +33,43 @@ class ChannelNorm(BaseModel):
 
 
 class PlanBase(BaseModel):
-    """What every task's plan can do: save, load, and take ``--set plan.<field>=...`` overrides."""
+    """The fields every task's plan shares, and what every plan can do: save, load, and take
+    ``--set plan.<field>=...`` overrides. Each task family subclasses it with its own fields.
+
+    Attributes:
+        task: the task family the plan is for.
+        dataset: the dataset's name.
+        dim: 2 or 3 spatial dimensions.
+        in_channels: input channels (modalities) the network takes.
+        class_names: the output classes (or region names), in output-channel order.
+        normalization: the intensity normalisation of each input channel.
+        network: the registered model name (``medsight.models.MODELS``).
+        network_kwargs: the options the network is built with.
+        batch_size: samples per training step.
+        augment: random augmentation while training.
+        tta: test-time augmentation at inference.
+        reasons: why planning chose each field (``"set by the user"`` for overrides).
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    task: str
+    dataset: str = ""
+    dim: Literal[2, 3]
+    in_channels: int
+    class_names: list[str]
+    normalization: list[ChannelNorm]
+    network: str
+    network_kwargs: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int
+    augment: bool = True
+    tta: bool = True
+    reasons: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def out_channels(self) -> int:
+        """Network output channels: one per class."""
+        return len(self.class_names)
 
     def save(self, path: str | Path) -> None:
         from medsight.utils import atomic_write_text
@@ -50,17 +88,22 @@ class PlanBase(BaseModel):
                 f"{p}: invalid plan ({exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
             ) from exc
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Self:
-        """Apply user overrides (from ``plan:`` in the config or ``--set plan.x=...``)."""
-        if not overrides:
-            return self
-        data = self.model_dump()
-        unknown = [k for k in overrides if k not in data]
+    @classmethod
+    def check_override_names(cls, overrides: Mapping[str, Any]) -> None:
+        """Raise ConfigError naming the first override that is not a field of this plan."""
+        unknown = [k for k in overrides if k not in cls.model_fields]
         if unknown:
             from medsight.errors import did_you_mean
 
             k = unknown[0]
-            raise ConfigError(f"plan.{k}: no such plan field{did_you_mean(k, list(data))}")
+            raise ConfigError(f"plan.{k}: no such plan field{did_you_mean(k, list(cls.model_fields))}")
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Self:
+        """Apply user overrides (from ``plan:`` in the config or ``--set plan.x=...``)."""
+        if not overrides:
+            return self
+        self.check_override_names(overrides)
+        data = self.model_dump()
         data.update(overrides)
         data["reasons"] = {**data["reasons"], **{k: "set by the user" for k in overrides}}
         try:
@@ -70,42 +113,3 @@ class PlanBase(BaseModel):
             raise ConfigError(
                 f"plan.{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
             ) from exc
-
-
-class Plan(PlanBase):
-    """What a task will train with. Saved as plan.json; ``--set plan.<field>=...`` overrides a field."""
-
-    task: str = "segment"
-    dataset: str = ""
-    dim: Literal[2, 3]
-    in_channels: int
-    class_names: list[str]  # output classes (background first) or region names when region-based
-    label_values: list[int]  # the integer values of the reference label maps, background first
-    regions: dict[str, list[int]] | None = None
-    target_spacing: list[float]
-    normalization: list[ChannelNorm]
-    patch_size: list[int]
-    batch_size: int
-    network: str = "dynunet"
-    network_kwargs: dict[str, Any] = Field(default_factory=dict)
-    deep_supervision: bool = True
-    loss: Literal["dice_ce", "dice_focal"] = "dice_ce"
-    foreground_oversample: float = 0.33
-    augment: bool = True
-    sliding_window_overlap: float = 0.5
-    tta: bool = True
-    postprocess_lcc: bool = False
-    reasons: dict[str, str] = Field(default_factory=dict)
-    fingerprint_summary: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def out_channels(self) -> int:
-        """Network output channels: one per region (sigmoid) or one per class (softmax)."""
-        return len(self.regions) if self.regions else len(self.class_names)
-
-    def label_names(self) -> dict[str, int]:
-        """Name -> value of the label maps predictions are written as (background included): the class
-        names, or ``label_<value>`` when the plan trains overlapping regions (their names are not values)."""
-        if self.regions:
-            return {f"label_{v}": v for v in self.label_values}
-        return dict(zip(self.class_names, self.label_values, strict=True))

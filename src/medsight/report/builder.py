@@ -57,7 +57,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     if (run / "robustness.json").is_file() and not (run / "config.yaml").is_file():
         sections = _robustness_sections(run)  # a folder written by `medsight robustness --out`
     else:
-        sections = _run_sections(run, plan, env)
+        sections = _run_sections(run, plan, env, task)
     header = _header(page_title, run, task, dataset, env, notes)
     from medsight import __version__
 
@@ -66,18 +66,35 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> Path:
     return atomic_write(run / "report.html", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _run_sections(run: Path, plan: dict[str, Any], env: dict[str, Any]) -> list[Section]:
+def _run_sections(run: Path, plan: dict[str, Any], env: dict[str, Any], task: Any) -> list[Section]:
     sections: list[Section] = [
         ("plan", "Plan", _plan_section(plan)),
         ("curves", "Training curves", _curves_section(run / "metrics.jsonl")),
     ]
+    family = _family(task)
     for name, folder in _eval_folders(run / "eval"):
         sections += _eval_sections(name, folder)
+        if family is not None:
+            sections += family.report_sections(run, name, folder)
     sections += _robustness_sections(run / "robustness")
     return sections + [
         ("environment", "Environment", _env_section(env)),
         ("config", "Configuration", _config_section(run / "config.yaml")),
     ]
+
+
+def _family(task: Any) -> Any:
+    """The run's task family, for its own sections; None when the config names no known task."""
+    from medsight.task_registry import load_families
+
+    families = load_families()
+    return families.get(task) if isinstance(task, str) and task in families else None
+
+
+def image_section(folder: Path, what: str) -> str:
+    """The HTML of every PNG directly in ``folder``, inlined with its file name as caption (a task's
+    report sections use it for its figures)."""
+    return _images_section(folder, what)
 
 
 def _robustness_sections(folder: Path) -> list[Section]:
@@ -102,27 +119,20 @@ def _eval_folders(eval_root: Path) -> list[tuple[str, Path]]:
 
 
 def _eval_sections(split: str, folder: Path) -> list[Section]:
-    """Metrics, per-case table, plots, and overlays or explanations of one evaluation folder."""
-    tag, suffix = (f"-{split}", f" ({split})") if split else ("", "")
+    """Metrics, per-case table and plots of one evaluation folder (the task adds its own figures)."""
+    tag, suffix = split_tag(split)
     out: list[Section] = [
         (f"metrics{tag}", f"Metrics{suffix}", _summary_section(folder)),
         (f"cases{tag}", f"Per case{suffix}", _cases_section(folder / "per_case.csv")),
     ]
     if any(folder.glob("*.png")):  # optional plots a task writes (ROC curves, confusion matrices)
         out.append((f"plots{tag}", f"Evaluation plots{suffix}", _images_section(folder, "evaluation plots")))
-    explanations = folder / "explanations"
-    if explanations.is_dir():  # a classifier's Grad-CAM / occlusion maps of right and wrong cases
-        out.append(
-            (
-                f"explanations{tag}",
-                f"Explanations of right and wrong cases{suffix}",
-                _images_section(explanations, "explanations"),
-            )
-        )
-    if (folder / "overlays").is_dir() or not explanations.is_dir():
-        overlays = _images_section(folder / "overlays", "overlays")
-        out.append((f"overlays{tag}", f"Best and worst cases{suffix}", overlays))
     return out
+
+
+def split_tag(split: str) -> tuple[str, str]:
+    """The anchor suffix and title suffix of an evaluation split's sections: ("-val", " (val)")."""
+    return (f"-{split}", f" ({split})") if split else ("", "")
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -218,17 +228,24 @@ def _plan_section(plan: dict[str, Any]) -> str:
 
 
 def _curves_section(path: Path) -> str:
+    """Losses and validation metrics per epoch (elapsed time on top), and what was left out."""
     if not path.is_file():
         return H.note("No metrics.jsonl: training has not logged anything yet.")
-    from medsight.report.plots import curves_png, read_metrics_jsonl
+    from medsight.report.plots import curves_png, read_metrics_jsonl, select_curves
 
     try:
         records, bad = read_metrics_jsonl(path)
         png = curves_png(records, source=path.name)
     except (OSError, MedsightError) as exc:
         return H.note(f"Training curves skipped: {exc}")
+    plotted, left_out = select_curves(records)
+    skipped = "; ".join(f"{why}: {', '.join(keys)}" for why, keys in left_out.items() if keys)
     out = H.png_img(png, "training curves")
-    out += f'<p class="muted">{len(records)} records from metrics.jsonl.</p>'
+    out += (
+        f'<p class="muted">{len(records)} records from metrics.jsonl; plotted: {escape(", ".join(plotted))}'
+        + (f"; not plotted ({escape(skipped)})" if skipped else "")
+        + ".</p>"
+    )
     if bad:
         out += H.note(f"{bad} line(s) of metrics.jsonl were not valid JSON objects and were skipped.")
     return out

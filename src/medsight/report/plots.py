@@ -50,12 +50,10 @@ def read_metrics_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:
 
 
 def plot_curves(metrics_jsonl: str | Path, path: str | Path) -> Path:
-    """Plot every numeric key of ``metrics.jsonl`` over epoch (or step) into the PNG ``path``.
-
-    Keys that differ only by a ``train_`` / ``val_`` prefix share a panel (e.g. train_loss, val_loss).
+    """Plot the training curves of ``metrics.jsonl`` (see :func:`curves_png`) into the PNG ``path``.
 
     Raises:
-        DataError: when the file holds no numeric value to plot.
+        DataError: when the file holds no series worth plotting.
     """
     records, _ = read_metrics_jsonl(metrics_jsonl)
     png = curves_png(records, source=str(metrics_jsonl))
@@ -63,43 +61,145 @@ def plot_curves(metrics_jsonl: str | Path, path: str | Path) -> Path:
 
 
 def curves_png(records: list[dict[str, Any]], source: str = "metrics.jsonl") -> bytes:
-    """The training-curve figure of ``records`` as PNG bytes (see :func:`plot_curves`)."""
+    """The training-curve figure of ``records`` as PNG bytes (see :func:`curves_figure`)."""
+    return _png_bytes(curves_figure(records, source))
+
+
+def curves_figure(records: list[dict[str, Any]], source: str = "metrics.jsonl") -> Any:
+    """Loss(es) and validation metrics over epoch (or step), elapsed time on a second x-axis.
+
+    One panel per quantity: every loss (train_loss, val_loss, a GAN's loss_g, ...) shares the first
+    panel, then one per metric name (val_dice with val_dice_<class>, val_auc, ...). Left out (see
+    :func:`select_curves`): bookkeeping keys (elapsed, lr, step, epoch_seconds, data_wait_fraction,
+    skipped_steps, best_metric, ...), series constant over two or more records, and exact duplicates
+    (``loss`` when it equals ``train_loss``).
+
+    Returns:
+        A matplotlib ``Figure`` (Agg, no pyplot state).
+
+    Raises:
+        DataError: when no series is left to plot.
+    """
     panels = _curve_panels(records)
     if not panels:
-        raise DataError(f"{source}: expected numeric values besides epoch/step, found none")
+        raise DataError(f"{source}: expected a loss or a validation metric that varies, found none")
     from matplotlib.figure import Figure
 
     names = list(panels)[:_MAX_PANELS]
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(4.3 * cols, 3.0 * rows), dpi=100, layout="constrained")
+    fig = Figure(figsize=(4.3 * cols, 3.2 * rows), dpi=100, layout="constrained")
+    clock = _clock(records)
     for i, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        for key, (xlabel, xs, ys) in panels[name].items():
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
-            ax.set_xlabel(xlabel)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-        if len(panels[name]) > 1:
-            ax.legend(fontsize="small")
-    return _png_bytes(fig)
+        _draw_panel(fig.add_subplot(rows, cols, i + 1), name, panels[name], clock)
+    return fig
 
 
-_Series = tuple[str, list[float], list[float]]  # (x label, xs, ys)
+def select_curves(records: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:
+    """The keys :func:`curves_figure` plots, and the left-out ones by reason.
+
+    Returns:
+        ``(plotted, left_out)`` with ``left_out`` = ``{"bookkeeping": [...], "constant": [...],
+        "duplicate": [...]}`` (keys in first-seen order).
+    """
+    keys = list(dict.fromkeys(k for r in records for k, v in r.items() if _is_num(v)))
+    left_out: dict[str, list[str]] = {"bookkeeping": [], "constant": [], "duplicate": []}
+    kept: dict[str, list[float]] = {}
+    for key in sorted(keys, key=_preference):
+        values = [float(r[key]) for r in records if _is_num(r.get(key)) and math.isfinite(float(r[key]))]
+        if _BOOKKEEPING.match(key) or not values:
+            left_out["bookkeeping"].append(key)
+        elif len(values) > 1 and max(values) - min(values) <= 1e-12 * max(1.0, abs(values[0])):
+            left_out["constant"].append(key)
+        elif any(_same(values, other) for other in kept.values()):
+            left_out["duplicate"].append(key)
+        else:
+            kept[key] = values
+    first = {k: i for i, k in enumerate(keys)}.__getitem__
+    return sorted(kept, key=first), {reason: sorted(v, key=first) for reason, v in left_out.items()}
 
 
-def _curve_panels(records: list[dict[str, Any]]) -> dict[str, dict[str, _Series]]:
-    """``{panel: {key: (x label, xs, ys)}}`` for every numeric, non-x key."""
-    keys = list(dict.fromkeys(k for r in records for k, v in r.items() if k not in _X_KEYS and _is_num(v)))
-    panels: dict[str, dict[str, _Series]] = {}
+_BOOKKEEPING = re.compile(
+    r"^(epoch|step|elapsed|lr(_.*)?|best_.*|bad_rounds|skipped_steps|data_wait_fraction|sec_per_iter"
+    r"|.*_seconds|.*_time)$"
+)
+_PREFIX = re.compile(r"^(train|val|valid|validation|test)_")
+
+_Series = tuple[list[float], list[float]]  # (xs, ys)
+_Clock = tuple[str, list[float], list[float]] | None  # (x key, xs, elapsed seconds) when known
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    """One series logged twice (e.g. the float32 ``loss`` and the float64 ``train_loss``)."""
+    return len(a) == len(b) and bool(np.allclose(a, b, rtol=1e-5, atol=1e-8))
+
+
+def _preference(key: str) -> tuple[int, str]:
+    """Prefixed names first, so ``train_loss`` is kept and an identical ``loss`` is the duplicate."""
+    return (0 if _PREFIX.match(key) else 1, key)
+
+
+def _panel_name(key: str) -> str:
+    base = _PREFIX.sub("", key)
+    return "loss" if re.search(r"(^|_)loss($|_)", base) else base.split("_")[0]
+
+
+def _curve_panels(records: list[dict[str, Any]]) -> dict[str, dict[str, tuple[str, _Series]]]:
+    """``{panel: {key: (x label, (xs, ys))}}``: the loss panel, validation metrics, other logs."""
+    plotted, _ = select_curves(records)
+    rank = {"loss": 0}
+    keys = sorted(plotted, key=lambda k: rank.get(_panel_name(k), 1 if k.startswith("val_") else 2))
+    panels: dict[str, dict[str, tuple[str, _Series]]] = {}
     for key in keys:
         rows = [r for r in records if _is_num(r.get(key)) and math.isfinite(float(r[key]))]
-        if not rows:
-            continue
         xlabel, xs = _x_axis(rows)
-        panel = re.sub(r"^(train|val|valid|validation|test)_", "", key)
-        panels.setdefault(panel, {})[key] = (xlabel, xs, [float(r[key]) for r in rows])
+        panels.setdefault(_panel_name(key), {})[key] = (xlabel, (xs, [float(r[key]) for r in rows]))
     return panels
+
+
+def _draw_panel(ax: Any, name: str, series: dict[str, tuple[str, _Series]], clock: _Clock) -> None:
+    xlabel = next(iter(series.values()))[0]
+    for key, (_, (xs, ys)) in series.items():
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+    ax.set_xlabel(xlabel)
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize="small")
+    if clock is not None and clock[0] == xlabel:
+        _time_axis(ax, clock[1], clock[2])
+
+
+def _clock(records: list[dict[str, Any]]) -> _Clock:
+    """Elapsed seconds against the x key of the records carrying ``elapsed``, when it increases."""
+    rows = [r for r in records if _is_num(r.get("elapsed"))]
+    if len(rows) < 2:
+        return None
+    key, xs = _x_axis(rows)
+    ts = [float(r["elapsed"]) for r in rows]
+    increasing = all(b > a for a, b in zip(xs, xs[1:], strict=False))
+    if key == "record" or not increasing or any(b < a for a, b in zip(ts, ts[1:], strict=False)):
+        return None
+    return key, xs, ts
+
+
+def _time_axis(ax: Any, xs: list[float], seconds: list[float]) -> None:
+    """A top x-axis reading the elapsed training time (minutes beyond 2 minutes, else seconds)."""
+    scale, unit = (60.0, "min") if seconds[-1] > 120 else (1.0, "s")
+    t = np.asarray(seconds) / scale
+    x = np.asarray(xs)
+    top = ax.secondary_xaxis("top", functions=(lambda v: _line(v, x, t), lambda v: _line(v, t, x)))
+    top.set_xlabel(f"elapsed ({unit})", fontsize="small")
+    top.tick_params(labelsize="small")
+
+
+def _line(v: Any, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Piecewise-linear ``xp -> fp`` (increasing ``xp``), extended beyond its ends by the end segments."""
+    v = np.asarray(v, dtype=np.float64)
+    out = np.interp(v, xp, fp)
+    lo, hi = (fp[1] - fp[0]) / (xp[1] - xp[0]), (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    out = np.where(v < xp[0], fp[0] + (v - xp[0]) * lo, out)
+    return np.where(v > xp[-1], fp[-1] + (v - xp[-1]) * hi, out)
 
 
 def _x_axis(rows: list[dict[str, Any]]) -> tuple[str, list[float]]:

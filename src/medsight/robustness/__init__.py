@@ -6,6 +6,7 @@ epsilon of 2/255 means two grey levels of an 8-bit image. :class:`InputSpace` ma
 and the network's normalised inputs, differentiably, so the normalisation is attacked through.
 """
 
-from medsight.robustness.space import InputSpace, parse_eps
+from medsight.intensity_units import parse_eps
+from medsight.robustness.space import InputSpace
 
 __all__ = ["InputSpace", "parse_eps"]

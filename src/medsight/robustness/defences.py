@@ -37,6 +37,7 @@ import torch
 
 from medsight.errors import ConfigError
 from medsight.registry import Registry
+from medsight.robustness.adapter import AdapterView, AttackAdapter
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
@@ -176,6 +177,31 @@ def defended_forward(forward: Forward, defences: DefenceSpec | Sequence[DefenceS
         return forward(u)
 
     return run
+
+
+class DefendedAdapter(AdapterView):
+    """An attack adapter whose model is seen through input defences (in the unit space)."""
+
+    def __init__(self, adapter: AttackAdapter, defences: Sequence[DefenceSpec]) -> None:
+        super().__init__(adapter)
+        if not adapter.space.stateless:
+            raise ConfigError(
+                "defences: need an input normalisation without per-image state (rgb, ct or unmasked zscore), "
+                f"got {[n.scheme + (' (masked)' if n.use_mask else '') for n in adapter.space.norms]}"
+            )
+        self.defences = list(defences)
+        defended_forward(adapter.forward, self.defences)  # unknown names and parameters fail here
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, state = self.space.to_unit(x)
+        return defended_forward(self.space.forward_fn(self.adapter.forward, state), self.defences)(u)
+
+
+def with_defences(adapter: AttackAdapter, defences: Sequence[DefenceSpec]) -> AttackAdapter:
+    """The same adapter seen through input-transformation defences (``"median:kernel=3"``, ``"bit-depth"``
+    ...). Attacks on it are adaptive: they differentiate through the defences (BPDA, the identity backward,
+    for the non-differentiable ones)."""
+    return DefendedAdapter(adapter, defences)
 
 
 def _is_pair(spec: object) -> bool:

@@ -19,10 +19,11 @@ import torch
 
 from medsight.errors import ConfigError, MedsightError
 from medsight.metrics.table import json_safe
+from medsight.robustness.adapter import AttackAdapter, Batch, case_count
 from medsight.robustness.attacks import ATTACKS
+from medsight.robustness.defences import with_defences
 from medsight.robustness.space import UnitState, concat_states
-from medsight.robustness.targets import AttackTarget, Batch, load_target, with_defences
-from medsight.runs import open_run
+from medsight.runs import Run, open_run
 from medsight.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ def evaluate_robustness(
         attacks: names in ``medsight.robustness.attacks.ATTACKS`` (fgsm, bim, pgd, pgd-l2, cw-l2, ...).
         eps: budgets in the attack space ("2/255"; "10HU" for CT models), see ``InputSpace.eps``.
         steps: iterations of the iterative attacks (PGD-20 by default).
-        max_cases: attack only the first cases of the split (attacks on big segmentations are slow).
-        detectors: also fit detectors on the validation split and report their AUROC (classifiers).
+        max_cases: attack only the first cases of the split (attacks on big 3D images are slow).
+        detectors: also fit detectors on the validation split and report their AUROC (where the task's
+            adapter ``supports_detectors``).
         defences: input transformations the model is evaluated (and attacked) through, e.g.
             ``["median:kernel=3"]``; attacks differentiate through them (BPDA where needed).
         smoothing_sigma: also certify the classifier smoothed by Gaussian noise of this sigma (unit space,
@@ -63,20 +65,21 @@ def evaluate_robustness(
     for name in attacks:
         ATTACKS.get(name)  # unknown names fail before any work
     run = open_run(run_dir)
-    target = load_target(run, split, max_cases)
+    adapter = attack_adapter(run, split, max_cases)
+    _check_capabilities(run, adapter, attacks, smoothing_sigma)
     if defences:
-        target = with_defences(target, defences)
-    target.model.eval()
-    space = target.space
+        adapter = with_defences(adapter, defences)
+    adapter.model.eval()
+    space = adapter.space
     eps_units = {e: space.eps(e) for e in eps}
-    clean_outputs = _predict(target, [b.x for b in target.batches])
+    clean_outputs = _predict(adapter, [b.x for b in adapter.batches])
     report: dict[str, Any] = {
         "run": run.path.name,
-        "task": target.kind,
+        "task": run.config.task,
         "split": split,
-        "cases": target.cases,
-        "metric": target.metric,
-        "clean": target.score(clean_outputs, target.batches),
+        "cases": case_count(adapter),
+        "metric": adapter.metric,
+        "clean": adapter.score(clean_outputs, adapter.batches),
         "settings": {
             "attacks": list(attacks),
             "eps": list(eps),
@@ -87,36 +90,60 @@ def evaluate_robustness(
         "results": [],
     }
     if smoothing_sigma is not None:
-        report["smoothing"] = _certify(target, space.eps(smoothing_sigma), smoothing_n, seed)
-    fit_batches = _fit_batches(run, target) if detectors or "universal" in attacks else None
-    detector_fit = _DetectorFit(target, fit_batches, seed) if detectors and fit_batches else None
+        report["smoothing"] = _certify(adapter, space.eps(smoothing_sigma), smoothing_n, seed)
+    detectors = detectors and adapter.supports_detectors
+    fit_batches = _fit_batches(run) if detectors or "universal" in attacks else None
+    detector_fit = _DetectorFit(adapter, fit_batches, seed) if detectors and fit_batches else None
     out_dir = Path(out) if out is not None else run.path / "robustness"
-    units = [space.to_unit(b.x) for b in target.batches]
+    units = [space.to_unit(b.x) for b in adapter.batches]
     for name in attacks:
         for e in eps:
-            attack = _held_out_universal(target, fit_batches) if name == "universal" else ATTACKS.get(name)
+            attack = _held_out_universal(adapter, fit_batches) if name == "universal" else ATTACKS.get(name)
             result, adversarial, outputs = _attack_split(
-                target, units, name, attack, eps_units[e], steps, seed
+                adapter, units, name, attack, eps_units[e], steps, seed
             )
             result["eps"] = e
             if detector_fit is not None:
                 result["detectors"] = detector_fit.auroc(units, adversarial)
             report["results"].append(result)
-            log.info("%s eps %s: %s %.4f", name, e, target.metric, result["metrics"][target.metric])
+            log.info("%s eps %s: %s %.4f", name, e, adapter.metric, result["metrics"][adapter.metric])
         title = f"{name}, eps {eps[-1]} ({eps_units[eps[-1]]:.4g} of the intensity range)"
-        examples = _examples(target, units, adversarial, clean_outputs, outputs)
+        examples = _examples(adapter, units, adversarial, clean_outputs, outputs)
         _write_examples(examples, title, out_dir / "examples" / f"{name}.png")
     _write(report, out_dir)
     return report
 
 
-def _predict(target: AttackTarget, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def attack_adapter(run: Run, split: str, max_cases: int | None = None) -> AttackAdapter:
+    """The run's task's attack adapter of ``split`` (its first ``max_cases`` cases), through the registry."""
+    from medsight.task_registry import get_task
+
+    return get_task(run.config.task).attack_adapter(run, split, max_cases)
+
+
+def _check_capabilities(
+    run: Run, adapter: AttackAdapter, attacks: tuple[str, ...] | list[str], smoothing_sigma: object
+) -> None:
+    """ConfigError, before any attack runs, for an analysis the run's task does not support."""
+    task = run.config.task
+    if "universal" in attacks and not adapter.supports_universal:
+        raise ConfigError(
+            f"attack 'universal': needs inputs of one size and a validation split to fit the perturbation "
+            f"on; task {task!r} does not provide them (choose another attack)"
+        )
+    if smoothing_sigma is not None and not adapter.supports_smoothing:
+        raise ConfigError(
+            f"smoothing: certifies single-label classifiers only; this run (task {task!r}) is not one"
+        )
+
+
+def _predict(adapter: AttackAdapter, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     with torch.inference_mode():
-        return [target.forward(x).float() for x in inputs]
+        return [adapter.forward(x).float() for x in inputs]
 
 
 def _attack_split(
-    target: AttackTarget,
+    adapter: AttackAdapter,
     units: list[tuple[torch.Tensor, UnitState]],
     name: str,
     attack: Any,
@@ -126,24 +153,24 @@ def _attack_split(
 ) -> tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor]]:
     """Attack every batch (given as clean unit images and states); (result, adversarial unit images,
     the model's outputs on them)."""
-    space = target.space
+    space = adapter.space
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     adversarial, linf, l2 = [], [], []
-    for batch, (u, state) in zip(target.batches, units, strict=True):
-        forward = space.forward_fn(target.forward, state)
-        u_adv = attack(forward, target.loss, u, batch.y, eps=eps, steps=steps, generator=generator).detach()
+    for batch, (u, state) in zip(adapter.batches, units, strict=True):
+        forward = space.forward_fn(adapter.forward, state)
+        u_adv = attack(forward, adapter.loss, u, batch.y, eps=eps, steps=steps, generator=generator).detach()
         delta = (u_adv - u).flatten(1)
         linf += delta.abs().amax(dim=1).tolist()
         l2 += delta.norm(dim=1).tolist()
         adversarial.append(u_adv)
     outputs = _predict(
-        target, [space.from_unit(a, st) for a, (_, st) in zip(adversarial, units, strict=True)]
+        adapter, [space.from_unit(a, st) for a, (_, st) in zip(adversarial, units, strict=True)]
     )
     result = {
         "attack": name,
         "eps_unit": eps,
-        "metrics": target.score(outputs, target.batches),
+        "metrics": adapter.score(outputs, adapter.batches),
         "perturbation": {"linf_mean": float(np.mean(linf)), "l2_mean": float(np.mean(l2))},
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -153,17 +180,15 @@ def _attack_split(
 RADII = (0.0, 0.25, 0.5, 1.0)  # L2, in unit-space units
 
 
-def _certify(target: AttackTarget, sigma: float, n: int, seed: int) -> dict[str, Any]:
+def _certify(adapter: AttackAdapter, sigma: float, n: int, seed: int) -> dict[str, Any]:
     """Randomised smoothing (Cohen et al. 2019) of a single-label classifier: certified accuracy by radius."""
     from medsight.robustness.smoothing import SmoothedClassifier, certified_accuracy
 
-    if target.kind != "classify" or target.task.multilabel:
-        raise ConfigError("smoothing: certifies single-label classifiers only")
     labels, radii, truth = [], [], []
-    for batch in target.batches:
-        u, state = target.space.to_unit(batch.x)
+    for batch in adapter.batches:
+        u, state = adapter.space.to_unit(batch.x)
         smooth = SmoothedClassifier.from_model(  # each case normalised with its own state
-            target.forward, target.space, state, len(target.class_names), sigma, seed=seed
+            adapter.forward, adapter.space, state, len(adapter.class_names), sigma, seed=seed
         )
         got, r = smooth.certify(u, n0=100, n=n, alpha=0.001, batch=min(n, 500))
         labels.append(got)
@@ -187,15 +212,15 @@ class _DetectorFit:
     """Detectors fitted on the validation split's clean inputs, scoring clean vs adversarial inputs
     (``medsight.robustness.detectors.evaluate_detectors``: Mahalanobis, LID, feature squeezing)."""
 
-    def __init__(self, target: AttackTarget, fit_batches: list[Batch], seed: int) -> None:
-        self.target, self.seed = target, seed
-        self.x_fit, self.fit_state = target.space.to_unit(torch.cat([b.x for b in fit_batches]))
+    def __init__(self, adapter: AttackAdapter, fit_batches: list[Batch], seed: int) -> None:
+        self.adapter, self.seed = adapter, seed
+        self.x_fit, self.fit_state = adapter.space.to_unit(torch.cat([b.x for b in fit_batches]))
         self.y_fit = torch.cat([b.y for b in fit_batches])
 
     def auroc(self, units: list[tuple[torch.Tensor, UnitState]], adversarial: list[torch.Tensor]) -> dict:
         from medsight.robustness.detectors import evaluate_detectors
 
-        space, model = self.target.space, self.target.model
+        space, model = self.adapter.space, self.adapter.model
         x_clean, state = torch.cat([u for u, _ in units]), concat_states([s for _, s in units])
         with torch.no_grad():
             return evaluate_detectors(
@@ -210,35 +235,33 @@ class _DetectorFit:
             )
 
 
-def _fit_batches(run: Any, target: AttackTarget) -> list[Batch] | None:
+def _fit_batches(run: Run) -> list[Batch] | None:
     """Clean cases disjoint from the attacked ones, to fit detectors and universal perturbations on: the
-    validation split of a classifier (None for segmenters, whose features and sizes vary per case)."""
-    if target.kind != "classify":
-        return None
+    run's validation split (None, with a warning, when it has none)."""
     try:
-        return load_target(run, "val").batches
+        return attack_adapter(run, "val").batches
     except MedsightError as exc:  # no validation split: report without detectors
         log.warning("no validation cases to fit detectors and universal perturbations on: %s", exc)
         return None
 
 
-def _held_out_universal(target: AttackTarget, fit_batches: list[Batch] | None) -> Any:
+def _held_out_universal(adapter: AttackAdapter, fit_batches: list[Batch] | None) -> Any:
     """The universal attack with its perturbation fitted on the validation cases, applied to the attacked
     ones (the registry's "universal" fits on the very batch it attacks, which overstates it)."""
     from medsight.robustness.attacks.universal import apply_universal, fit_universal
 
-    if fit_batches is None or not target.space.stateless:
+    if fit_batches is None or not adapter.space.stateless:
         raise ConfigError(
-            "attack 'universal': needs a classifier with a validation split and an input normalisation "
-            "without per-image state (rgb, ct or unmasked zscore)"
+            "attack 'universal': needs a validation split and an input normalisation without per-image "
+            "state (rgb, ct or unmasked zscore)"
         )
-    u_fit, state = target.space.to_unit(torch.cat([b.x for b in fit_batches]))
+    u_fit, state = adapter.space.to_unit(torch.cat([b.x for b in fit_batches]))
     y_fit = torch.cat([b.y for b in fit_batches])
     fitted: dict[float, torch.Tensor] = {}
 
     def attack(forward: Any, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, *, eps: float, **options: Any):
         if eps not in fitted:
-            fit_forward = target.space.forward_fn(target.forward, state)
+            fit_forward = adapter.space.forward_fn(adapter.forward, state)
             generator = options.get("generator")
             fitted[eps] = fit_universal(fit_forward, loss_fn, u_fit, y_fit, eps=eps, generator=generator)
         return apply_universal(x, fitted[eps])
@@ -248,7 +271,7 @@ def _held_out_universal(target: AttackTarget, fit_batches: list[Batch] | None) -
 
 # ---------------------------------------------------------------------------------------- outputs
 def _examples(
-    target: AttackTarget,
+    adapter: AttackAdapter,
     units: list[tuple[torch.Tensor, UnitState]],
     adversarial: list[torch.Tensor],
     clean_outputs: list[torch.Tensor],
@@ -257,7 +280,7 @@ def _examples(
     """The first N_EXAMPLES cases: clean and adversarial unit images with the model's answers."""
     rows: list[dict[str, Any]] = []
     for batch, (u, _), u_adv, clean, adv in zip(
-        target.batches, units, adversarial, clean_outputs, adv_outputs, strict=True
+        adapter.batches, units, adversarial, clean_outputs, adv_outputs, strict=True
     ):
         for j in range(min(len(batch.case_ids), N_EXAMPLES - len(rows))):
             y = batch.y[j : j + 1]
@@ -266,8 +289,8 @@ def _examples(
                     "case": batch.case_ids[j],
                     "clean": u[j].numpy(),
                     "adversarial": u_adv[j].numpy(),
-                    "clean_text": _describe(target, clean[j : j + 1], y),
-                    "adv_text": _describe(target, adv[j : j + 1], y),
+                    "clean_text": adapter.describe(clean[j : j + 1], y),
+                    "adv_text": adapter.describe(adv[j : j + 1], y),
                 }
             )
         if len(rows) == N_EXAMPLES:
@@ -281,18 +304,6 @@ def _write_examples(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 
     png = perturbation_png(rows, title)
     atomic_write(path, lambda tmp: tmp.write_bytes(png))
-
-
-def _describe(target: AttackTarget, logits: torch.Tensor, y: torch.Tensor) -> str:
-    if target.kind == "segment":
-        from medsight.robustness.targets import mean_dice
-
-        return f"Dice {mean_dice(logits, y, target.task.plan.regions is not None):.3f}"
-    probs = target.task.probabilities(logits.float())[0]
-    if target.task.multilabel:
-        return ", ".join(f"{n} {p:.2f}" for n, p in zip(target.class_names, probs.tolist(), strict=True))
-    k = int(probs.argmax())
-    return f"{target.class_names[k]} ({float(probs[k]):.2f}); truth {target.class_names[int(y[0])]}"
 
 
 def _write(report: dict[str, Any], out_dir: Path) -> None:

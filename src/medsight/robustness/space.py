@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,13 +25,12 @@ import numpy as np
 import torch
 
 from medsight.errors import ConfigError
+from medsight.intensity_units import parse_eps
 
 if TYPE_CHECKING:
     from torch import nn
 
     from medsight.planning.plan import ChannelNorm
-
-_EPS_RE = re.compile(r"^\s*(?P<num>[0-9.eE+-]+)\s*(?:/\s*(?P<den>[0-9.eE+-]+))?\s*(?P<unit>hu)?\s*$", re.I)
 
 
 @dataclass
@@ -157,26 +155,6 @@ def concat_states(states: list[UnitState]) -> UnitState:
         torch.cat([s.high for s in states]),
         None if any(m is None for m in masks) else torch.cat(masks),
     )
-
-
-def parse_eps(value: str | float) -> tuple[float, bool]:
-    """``"2/255"`` -> (0.00784, False); ``"10HU"`` -> (10.0, True); ``0.03`` -> (0.03, False)."""
-    if isinstance(value, int | float):
-        amount, hu = float(value), False
-    else:
-        match = _EPS_RE.match(value)
-        if match is None:
-            raise ConfigError(
-                f"eps: expected a number, a fraction like 2/255 or Hounsfield units like 10HU, got {value!r}"
-            )
-        try:
-            amount = float(match["num"]) / (float(match["den"]) if match["den"] else 1.0)
-        except (ValueError, ZeroDivisionError) as exc:
-            raise ConfigError(f"eps: cannot read {value!r} as a number ({exc})") from exc
-        hu = match["unit"] is not None
-    if not amount >= 0:
-        raise ConfigError(f"eps: expected a value >= 0, got {value!r}")
-    return amount, hu
 
 
 def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

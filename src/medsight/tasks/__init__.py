@@ -1,7 +1,26 @@
-"""Task families. Each registers itself in TASKS under its CLI name."""
+"""Task families, one folder each, each registering itself in :data:`medsight.task_registry.TASKS`.
 
-from medsight.registry import Registry
+A new family is its folder ``tasks/<name>/`` (implementing :class:`medsight.tasks.contract.Task`),
+its metrics and models modules, its tests, and one entry in ``FAMILIES`` below.
+"""
 
-TASKS: Registry = Registry("task")
+from __future__ import annotations
 
-__all__ = ["TASKS"]
+import importlib
+
+from medsight.task_registry import TASKS
+
+FAMILIES = (
+    "medsight.tasks.segment",
+    "medsight.tasks.classify",
+)
+DEFAULT = "segment"  # the family a command uses when it is given none
+
+
+def import_families() -> None:
+    """Import each family package in FAMILIES (importing registers it)."""
+    for module in FAMILIES:
+        importlib.import_module(module)
+
+
+__all__ = ["DEFAULT", "FAMILIES", "TASKS", "import_families"]

@@ -14,7 +14,7 @@ from medsight.transforms.segmentation import normalize, resize
 if TYPE_CHECKING:
     import torch
 
-    from medsight.planning.classify import ClassifyPlan
+    from medsight.tasks.classify.planning import ClassifyPlan
 
 MAX_ROTATION = math.radians(15)
 SCALE_RANGE = 0.1  # zoom in [0.9, 1.1]

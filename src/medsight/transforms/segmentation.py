@@ -11,13 +11,16 @@ Everything here is numpy/scipy (no torch): the PyTorch predictors and the torch-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medsight.errors import DataError
 from medsight.io import Image
-from medsight.planning.plan import ChannelNorm, Plan
+from medsight.planning.plan import ChannelNorm
+
+if TYPE_CHECKING:
+    from medsight.tasks.segment.planning import Plan
 
 LARGE_OUTPUT = 64_000_000  # probability values above which restore() keeps float16
 

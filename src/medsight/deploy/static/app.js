@@ -1,4 +1,6 @@
-// medsight web page: upload one image to /predict and show the mask over it (or the probabilities).
+// medsight web page: upload one image to /predict and draw what the answer holds, whatever the task:
+// preview.mask -> overlaid on the image; volumes -> a table per class; probabilities -> the list;
+// any other answer -> its fields. No renderer knows a task by name.
 "use strict";
 
 const PALETTE = [
@@ -67,29 +69,56 @@ function row(cells, header = false) {
   return tr;
 }
 
+function showVolumes(table, body) {
+  table.appendChild(row(["class", "label", body.shape && body.shape.length === 2 ? "area" : "volume"], true));
+  for (const [name, v] of Object.entries(body.volumes)) {
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    const c = PALETTE[v.label % PALETTE.length];
+    swatch.style.background = "rgb(" + c.join(",") + ")";
+    const label = document.createElement("span");
+    label.append(swatch, " " + name);
+    table.appendChild(row([label, String(v.label), v.size.toFixed(1) + " " + v.unit + " (" + v.voxels + " voxels)"]));
+  }
+}
+
+function showProbabilities(table, body) {
+  const predicted = Array.isArray(body.predicted) ? body.predicted : [];
+  table.appendChild(row(["class", "probability", ""], true));
+  for (const [name, p] of Object.entries(body.probabilities)) {
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = Math.round(p * 200) + "px";
+    table.appendChild(row([name + (predicted.includes(name) ? " (predicted)" : ""), p.toFixed(3), bar]));
+  }
+}
+
+const NOT_SHOWN = new Set(["task", "preview", "mask"]);
+
+function showFields(table, body) {
+  table.appendChild(row(["field", "value"], true));
+  for (const [key, value] of Object.entries(body)) {
+    if (NOT_SHOWN.has(key)) continue;
+    const text = typeof value === "object" ? JSON.stringify(value) : String(value);
+    table.appendChild(row([key, text.length > 200 ? text.slice(0, 200) + "…" : text]));
+  }
+}
+
+// the fields of an answer that have their own renderer; an answer with none of them lists its fields
+const RENDERERS = [["volumes", showVolumes], ["probabilities", showProbabilities]];
+
 function showTable(body) {
   const table = $("table");
   table.replaceChildren();
-  if (body.task === "segment") {
-    table.appendChild(row(["class", "label", body.shape.length === 2 ? "area" : "volume"], true));
-    for (const [name, v] of Object.entries(body.volumes)) {
-      const swatch = document.createElement("span");
-      swatch.className = "swatch";
-      const c = PALETTE[v.label % PALETTE.length];
-      swatch.style.background = "rgb(" + c.join(",") + ")";
-      const label = document.createElement("span");
-      label.append(swatch, " " + name);
-      table.appendChild(row([label, String(v.label), v.size.toFixed(1) + " " + v.unit + " (" + v.voxels + " voxels)"]));
-    }
-  } else {
-    table.appendChild(row(["class", "probability", ""], true));
-    for (const [name, p] of Object.entries(body.probabilities)) {
-      const bar = document.createElement("span");
-      bar.className = "bar";
-      bar.style.width = Math.round(p * 200) + "px";
-      table.appendChild(row([name + (body.predicted.includes(name) ? " (predicted)" : ""), p.toFixed(3), bar]));
-    }
-  }
+  const found = RENDERERS.filter(([key]) => body[key] && typeof body[key] === "object");
+  if (found.length === 0) showFields(table, body);
+  for (const [, render] of found) render(table, body);
+}
+
+function summary(body) {
+  if (Array.isArray(body.predicted)) return "predicted: " + body.predicted.join(", ");
+  if (body.preview && body.preview.mask) return "mask overlaid";
+  return "done";
 }
 
 async function upload(event) {
@@ -109,9 +138,9 @@ async function upload(event) {
     const body = await response.json().catch(() => ({ detail: response.statusText }));
     if (!response.ok) throw new Error(response.status + ": " + (body.detail || response.statusText));
     $("result").className = "";
-    await drawPreview(body.preview);
+    if (body.preview) await drawPreview(body.preview); else $("overlay").dataset.state = "done";
     showTable(body);
-    status(body.task === "segment" ? "mask overlaid" : "predicted: " + body.predicted.join(", "));
+    status(summary(body));
   } catch (err) {
     $("overlay").dataset.state = "error";
     status(err.message, true);

@@ -1,5 +1,5 @@
-"""The classify task: registers ``classify`` in medsight.tasks.TASKS."""
+"""The classification task family (registered as ``classify``): see :mod:`medsight.tasks.classify.family`."""
 
-from medsight.tasks.classify.task import ClassifyTask
+from medsight.tasks.classify.family import ClassifyFamily
 
-__all__ = ["ClassifyTask"]
+__all__ = ["ClassifyFamily"]

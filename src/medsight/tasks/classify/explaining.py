@@ -18,7 +18,7 @@ def explain_path(
     target: str | None = None,
 ) -> list[Path]:
     """Explain the run's decision (or class ``target``, a name or index) for every input under ``source``."""
-    from medsight.deploy.cases import input_samples
+    from medsight.data.inputs import input_samples
     from medsight.explain import explain, explanation_png
     from medsight.tasks.classify.pipeline import load_model, predict_probabilities, stack_inputs
 

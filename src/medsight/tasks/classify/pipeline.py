@@ -4,24 +4,23 @@ evaluate (per-case CSV, summary with CIs, ROC / confusion / reliability plots, e
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from medsight.data.classification import ClassificationData, Sample, load_classification
+from medsight.data.classification import ClassificationData, load_classification
+from medsight.data.spec import Case
+from medsight.engine.contract import Prediction
 from medsight.errors import ConfigError, DataError
-from medsight.metrics.table import MetricTable, json_safe
-from medsight.planning.classify import ClassifyPlan
+from medsight.metrics.table import MetricTable
 from medsight.runs import Run
-from medsight.tasks.base import Prediction
+from medsight.tasks.classify.planning import ClassifyPlan
 from medsight.tasks.classify.task import ClassifyTask
+from medsight.tasks.contract import EvaluateRequest
 from medsight.transforms.classification import augment_batch, to_input
-from medsight.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 256
@@ -33,7 +32,7 @@ def load_run_data(run: Run) -> ClassificationData:
     return load_classification(run.config.data.dataset, problem=run.plan.problem)
 
 
-def stack_inputs(samples: list[Sample], plan: ClassifyPlan) -> torch.Tensor:
+def stack_inputs(samples: list[Case], plan: ClassifyPlan) -> torch.Tensor:
     """All samples as the network's inputs, (N, C, *input_size) float16 (converted per batch)."""
     out = torch.empty((len(samples), plan.in_channels, *plan.input_size), dtype=torch.float16)
     for i, sample in enumerate(samples):
@@ -44,8 +43,8 @@ def stack_inputs(samples: list[Sample], plan: ClassifyPlan) -> torch.Tensor:
     return out
 
 
-def label_tensor(samples: list[Sample], multilabel: bool) -> torch.Tensor:
-    y = torch.tensor(np.array([s.label for s in samples]))
+def label_tensor(samples: list[Case], multilabel: bool) -> torch.Tensor:
+    y = torch.tensor(np.array([s.classes for s in samples]))
     return y.float() if multilabel else y.long()
 
 
@@ -74,24 +73,19 @@ def validation_batches(x: torch.Tensor, y: torch.Tensor) -> list[dict[str, torch
     ]
 
 
-def split_samples(run: Run, data: ClassificationData) -> tuple[list[Sample], list[Sample]]:
+def split_samples(run: Run, data: ClassificationData) -> tuple[list[Case], list[Case]]:
     """(train, validation) samples: the dataset's own validation split when it has one, else the
     run's patient-level fold of the training cases (``data.fold``; ``all``: no validation)."""
+    from medsight.runs import fold_ids
+
     if data.splits.get("val"):
         return data.train, data.splits["val"]
-    if run.config.data.fold == "all":
-        return data.train, []
-    from medsight.runs import run_folds
-
-    folds = run_folds(run.path / "splits.json", data, run.config.data.num_folds, run.config.train.seed)
-    fold = int(run.config.data.fold)
-    if not 0 <= fold < len(folds):
-        raise DataError(f"data.fold: expected 0..{len(folds) - 1} or 'all', got {fold}")
+    train_ids, val_ids = fold_ids(run, data.train)
     by_id = {s.case_id: s for s in data.train}
-    return [by_id[i] for i in folds[fold]["train"]], [by_id[i] for i in folds[fold]["val"]]
+    return [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]
 
 
-def train_classification(run: Run, evaluate: bool = True) -> dict[str, Any]:
+def train_classification(run: Run, evaluate: bool = True) -> None:
     """Train the run's classifier; then (``evaluate``) choose thresholds and score validation."""
     from medsight.engine import Trainer
     from medsight.engine.distributed import dist_info
@@ -114,9 +108,8 @@ def train_classification(run: Run, evaluate: bool = True) -> dict[str, Any]:
     val_data = validation_batches(x_val, label_tensor(val, task.multilabel)) if x_val is not None else None
     seed = run.config.train.seed + 1000 * dist_info().rank
     trainer.fit(model, ShuffledBatches(x, y, run.plan, seed), val_data)
-    if not val or not evaluate:
-        return {}
-    return evaluate_samples(run, val, "val", choose_thresholds=True, inputs=x_val)
+    if val and evaluate:
+        evaluate_samples(run, val, "val", choose_thresholds=True, inputs=x_val).write(run.eval_dir("val"))
 
 
 def load_model(run: Run, device: str = "auto") -> tuple[ClassifyTask, torch.nn.Module]:
@@ -138,12 +131,14 @@ def predict_probabilities(task: ClassifyTask, model: torch.nn.Module, x: torch.T
     return torch.cat(parts).cpu().numpy()
 
 
-def evaluate_split(run: Run, split: str) -> dict[str, Any]:
+def evaluate_request(run: Run, request: EvaluateRequest) -> MetricTable:
     """Score the run on ``val`` (its validation cases), ``test`` or ``train`` of its dataset."""
-    return evaluate_samples(run, samples_of_split(run, split), split)
+    if request.input is not None or request.reference is not None:
+        raise ConfigError("evaluate: --input/--reference are for segmentation; classify scores --split")
+    return evaluate_samples(run, samples_of_split(run, request.split), request.split)
 
 
-def samples_of_split(run: Run, split: str) -> list[Sample]:
+def samples_of_split(run: Run, split: str) -> list[Case]:
     """The run's ``val`` (its validation cases), ``test`` or ``train`` samples; never empty."""
     data = load_run_data(run)
     if split == "val":
@@ -159,12 +154,13 @@ def samples_of_split(run: Run, split: str) -> list[Sample]:
 
 def evaluate_samples(
     run: Run,
-    samples: list[Sample],
+    samples: list[Case],
     split: str,
     choose_thresholds: bool = False,
     inputs: torch.Tensor | None = None,
-) -> dict[str, Any]:
-    """Predict and score ``samples``; write eval/<split>/ (per_case.csv, summary.json, plots, explanations).
+) -> MetricTable:
+    """Predict and score ``samples``: a row per case and the pooled summary with bootstrap CIs; ROC,
+    confusion and reliability plots and explanations go into eval/<split>/ (the caller writes the table).
 
     With ``choose_thresholds`` (validation), the decision thresholds are chosen on these cases with the
     plan's ``threshold_rule`` and saved in plan.json before scoring. ``inputs``: the samples already
@@ -176,7 +172,7 @@ def evaluate_samples(
     task, model = load_model(run)
     plan = run.plan
     x = stack_inputs(samples, plan) if inputs is None else inputs
-    y = np.array([s.label for s in samples])
+    y = np.array([s.classes for s in samples])
     probs = predict_probabilities(task, model, x)
     if choose_thresholds and plan.threshold_rule == "youden" and plan.problem in ("binary", "multilabel"):
         thresholds, reason = youden_thresholds(y, probs, plan.problem, plan.class_names)
@@ -186,22 +182,19 @@ def evaluate_samples(
     pred = predict_labels(probs, plan.problem, plan.thresholds)
     out = run.eval_dir(split)
     rows = [
-        task.case_row(Prediction(s.case_id, p, pr), s.label)
+        task.case_row(Prediction(s.case_id, p, pr), s.classes)
         for s, p, pr in zip(samples, pred, probs, strict=True)
     ]
-    atomic_write_text(out / "per_case.csv", MetricTable(rows=rows, keys=["case_id"]).to_csv())
-    summary = bootstrap_summary(y, probs, plan.problem, plan.class_names, plan.thresholds)
-    k = len(plan.class_names)
-    summary["info"] = {
+    info = {
         "split": split,
         "cases": len(samples),
         "thresholds": plan.thresholds,
-        "confusion_matrix (rows: reference)": confusion_matrix(y, pred, k).tolist(),
+        "confusion_matrix (rows: reference)": confusion_matrix(y, pred, len(plan.class_names)).tolist(),
     }
-    atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2))
+    pooled = bootstrap_summary(y, probs, plan.problem, plan.class_names, plan.thresholds)
     write_classification_plots(out, y, probs, plan.problem, plan.class_names, plan.thresholds)
     _write_explanations(model, x, samples, rows, out / "explanations")
-    return summary
+    return MetricTable(rows=rows, keys=["case_id"], info=info, pooled=pooled)
 
 
 def youden_thresholds(
@@ -224,7 +217,7 @@ def youden_thresholds(
 
 
 def _write_explanations(
-    model: torch.nn.Module, x: torch.Tensor, samples: list[Sample], rows: list[dict], folder: Path
+    model: torch.nn.Module, x: torch.Tensor, samples: list[Case], rows: list[dict], folder: Path
 ) -> None:
     """Grad-CAM of a few right and wrong cases (occlusion where Grad-CAM does not apply, e.g. a ViT
     or TransMed's per-slice feature maps of a volume)."""

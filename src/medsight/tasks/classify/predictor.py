@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.classification import Sample
-from medsight.deploy.batch import Shard
-from medsight.deploy.cases import classify_path
-from medsight.runs import open_run
+from medsight.data.spec import Case
+from medsight.io.batch import Shard
+from medsight.runs import Run, open_run
+from medsight.tasks.classify.outputs import classify_path
+from medsight.tasks.contract import PredictRequest
 
 
 def predict_path(
@@ -35,7 +36,7 @@ def predict_path(
     RANK / WORLD_SIZE) this process classifies every N-th input by sorted path and writes
     ``<stem>.part-I-of-N.csv``; the shard that completes the last part merges the parts into
     ``output`` (in input order) and returns it, the others return their part.
-    See :func:`medsight.deploy.cases.classify_path`.
+    See :func:`medsight.tasks.classify.outputs.classify_path`.
     """
     run = open_run(run_dir)
 
@@ -46,7 +47,7 @@ def predict_path(
         if tta is not None:
             task.plan = task.plan.model_copy(update={"tta": tta})
 
-        def probabilities(samples: list[Sample]) -> np.ndarray:
+        def probabilities(samples: list[Case]) -> np.ndarray:
             return predict_probabilities(task, model, stack_inputs(samples, task.plan))
 
         return probabilities
@@ -54,3 +55,23 @@ def predict_path(
     return classify_path(
         Path(source), Path(output), run.plan, make_predictor, overwrite=overwrite, shard=shard
     )
+
+
+def predict_request(run: Run, request: PredictRequest) -> list[Path]:
+    """``medsight predict --run``: the prediction CSV of every input under ``request.input``, and for
+    DICOM inputs a Comprehensive SR beside it (``request.dicom``: None when possible, True required,
+    False none)."""
+    table = predict_path(
+        run.path,
+        request.input,
+        request.output,
+        tta=request.tta,
+        overwrite=request.overwrite,
+        shard=request.shard,
+    )
+    if request.dicom is False:
+        return [table]
+    from medsight.deploy.dicom_sr import classification_srs
+
+    srs = classification_srs(table, run.path.name, required=bool(request.dicom), overwrite=request.overwrite)
+    return [table, *srs]

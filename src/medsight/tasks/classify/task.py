@@ -16,16 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsight.config import TrainConfig
-from medsight.metrics import MetricTable
-from medsight.planning.classify import ClassifyPlan
-from medsight.tasks import TASKS
-from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
+from medsight.engine.contract import OptimizerSpec, Prediction, StepContext, StepOutput
+from medsight.tasks.classify.planning import ClassifyPlan
 from medsight.transforms.classification import to_input
 
 
-@TASKS.register("classify")
 class ClassifyTask:
-    """Implements the Task contract for image classification."""
+    """The trainable half of the classify task (see medsight.engine.contract.TrainableTask)."""
 
     name = "classify"
     monitor = "val_auc"
@@ -42,10 +39,10 @@ class ClassifyTask:
         return self.plan.problem == "multilabel"
 
     # ------------------------------------------------------------------ model and optimisation
-    def build_model(self, plan: ClassifyPlan | None = None) -> nn.Module:
+    def build_model(self) -> nn.Module:
         from medsight.models import build_model
 
-        plan = plan or self.plan
+        plan = self.plan
         return build_model(
             plan.network,
             spatial_dims=plan.dim,
@@ -55,7 +52,7 @@ class ClassifyTask:
             **plan.network_kwargs,
         )
 
-    def configure_optimizers(self, model: nn.Module) -> Optimizers:
+    def configure_optimizers(self, model: nn.Module) -> list[OptimizerSpec]:
         from medsight.engine import build_optimizer
 
         config = self.train_config
@@ -94,7 +91,7 @@ class ClassifyTask:
         loss = self.loss(logits, label)
         if self.adversary is not None:
             loss = loss + self.adversary.extra_loss(model, image, logits, step.progress)
-        return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
+        return StepOutput.single(loss)
 
     def validation_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         device = next(model.parameters()).device
@@ -125,7 +122,7 @@ class ClassifyTask:
         return torch.stack([self.probabilities(model(v).float()) for v in views]).mean(dim=0)
 
     def predict(self, model: nn.Module, sample: Any) -> Prediction:
-        """Class probabilities and label of one sample (``medsight.data.classification.Sample``)."""
+        """Class probabilities and label of one sample (a ``medsight.data.Case``)."""
         from medsight.metrics.classification import predict_labels
 
         device = next(model.parameters()).device
@@ -133,11 +130,6 @@ class ClassifyTask:
         probs = self.predict_batch(model, x)[0].cpu().numpy()
         label = predict_labels(probs[None], self.plan.problem, self.plan.thresholds)[0]
         return Prediction(sample.case_id, output=label, probabilities=probs)
-
-    def evaluate(self, predictions: list[Prediction], references: list[Any]) -> MetricTable:
-        """One row per case: the reference, the prediction, whether they agree, a probability per class."""
-        rows = [self.case_row(p, ref) for p, ref in zip(predictions, references, strict=True)]
-        return MetricTable(rows=rows, keys=["case_id"], info={"cases": len(rows)})
 
     def case_row(self, pred: Prediction, reference: Any) -> dict[str, Any]:
         names = self.plan.class_names

@@ -1,5 +1,5 @@
-"""The segmentation task (registered as ``segment``)."""
+"""The segmentation task family (registered as ``segment``): see :mod:`medsight.tasks.segment.family`."""
 
-from medsight.tasks.segment.task import SegmentTask
+from medsight.tasks.segment.family import SegmentFamily
 
-__all__ = ["SegmentTask"]
+__all__ = ["SegmentFamily"]

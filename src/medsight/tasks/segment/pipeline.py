@@ -13,11 +13,12 @@ import torch
 
 from medsight.data.reading import CaseData, read_case
 from medsight.data.spec import Case, DatasetSpec
-from medsight.errors import DataError
+from medsight.engine.contract import Prediction
+from medsight.errors import ConfigError, DataError
 from medsight.metrics import MetricTable
-from medsight.planning.plan import Plan
 from medsight.runs import Run
-from medsight.tasks.base import Prediction
+from medsight.tasks.contract import EvaluateRequest
+from medsight.tasks.segment.planning import Plan
 from medsight.tasks.segment.sampler import default_workers, patch_loader
 from medsight.tasks.segment.task import SegmentTask
 from medsight.transforms.segmentation import Preprocessed, preprocess
@@ -54,7 +55,7 @@ def fit(run: Run, spec: DatasetSpec, train_cases: list[Case], val_cases: list[Ca
     config, plan = run.config, run.plan
     task = SegmentTask(plan, config.train)
     trainer = Trainer(task, config.train, run.path)
-    model = task.build_model(plan)
+    model = task.build_model()
     log.info("preprocessing %d training and %d validation cases", len(train_cases), len(val_cases))
     train_pre = preprocess_cases(spec, train_cases, plan)
     val_pre = preprocess_cases(spec, val_cases[:MAX_VAL_CASES], plan) if val_cases else None
@@ -69,7 +70,7 @@ def load_model(run: Run, device: str = "auto") -> tuple[SegmentTask, torch.nn.Mo
     from medsight.engine import load_model_weights, resolve_device
 
     task = SegmentTask(run.plan, run.config.train)
-    model = task.build_model(run.plan)
+    model = task.build_model()
     load_model_weights(model, run.checkpoint)
     return task, model.to(resolve_device(device)).eval()
 
@@ -90,8 +91,9 @@ def predict_cases(
 
 def evaluate_cases(
     run: Run, spec: DatasetSpec, cases: list[Case], split: str, choose_postprocessing: bool = False
-) -> dict[str, Any]:
-    """Predict and score ``cases``; write eval/<split>/ (per-case CSV, summary, overlays).
+) -> MetricTable:
+    """Predict and score ``cases``: per-case rows (one per class) and overlays of the best and worst
+    cases in eval/<split>/overlays/; the caller writes the table (:meth:`MetricTable.write`).
 
     With ``choose_postprocessing``, largest-connected-component post-processing is switched on in
     the plan when it raises the mean Dice by at least LCC_MIN_GAIN on these cases.
@@ -124,11 +126,46 @@ def evaluate_cases(
             )
         )
         rows = rows_lcc if use else rows
-    table = MetricTable(rows=rows, keys=["case_id", "class"], info={"split": split, "cases": len(labelled)})
-    out = run.eval_dir(split)
-    summary = table.write(out)
-    _write_overlays(overlays, rows, out / "overlays")
-    return summary
+    _write_overlays(overlays, rows, run.eval_dir(split) / "overlays")
+    return MetricTable(rows=rows, keys=["case_id", "class"], info={"split": split, "cases": len(labelled)})
+
+
+def evaluate_request(run: Run, request: EvaluateRequest) -> MetricTable:
+    """The cases ``request`` names (a split of the run's data, or images paired with reference files)
+    predicted and scored."""
+    from medsight.data import load_dataset
+    from medsight.runs import split_cases
+
+    if request.input is not None or request.reference is not None:
+        if request.input is None or request.reference is None:
+            raise ConfigError("evaluate: --input and --reference go together")
+        spec = folder_spec(run, request.input, request.reference)
+        return evaluate_cases(run, spec, spec.train, request.split)
+    spec = load_dataset(run.config.data.dataset)
+    return evaluate_cases(run, spec, split_cases(run, spec, request.split), request.split)
+
+
+def folder_spec(run: Run, images: Path, labels: Path) -> DatasetSpec:
+    """A dataset of the images under ``images`` paired by file name with labels under ``labels``."""
+    from medsight.data.inputs import group_inputs
+    from medsight.io.readers import split_suffix
+
+    groups = group_inputs(images, run.plan.in_channels)
+    label_files = {split_suffix(p)[0]: p for p in sorted(labels.iterdir()) if p.is_file()}
+    cases = []
+    for case_id, files in groups.items():
+        if case_id not in label_files:
+            raise DataError(f"{labels}: no label file for case {case_id!r} (looked for {case_id}.*)")
+        cases.append(Case(case_id=case_id, images=tuple(files), label=label_files[case_id]))
+    return DatasetSpec(
+        name=images.name,
+        root=images,
+        train=cases,
+        test=[],
+        channel_names={i: f"channel_{i}" for i in range(run.plan.in_channels)},
+        labels=run.plan.label_names(),
+        file_ending="",
+    )
 
 
 def _mean_dice(rows: list[dict[str, Any]]) -> float:
@@ -168,20 +205,16 @@ def _write_overlays(candidates: list[tuple], rows: list[dict[str, Any]], folder:
         )
 
 
-def train_segmentation(
-    run: Run, spec: DatasetSpec, folds: list[dict[str, list[str]]], evaluate: bool = True
-) -> dict[str, Any]:
-    """Train one fold (or all cases); then (``evaluate``) score the validation cases and choose
-    post-processing. Under DDP only rank 0 evaluates."""
+def train_segmentation(run: Run, evaluate: bool = True) -> None:
+    """Train one fold (or all cases) of the run's dataset; then (``evaluate``) score the validation cases
+    and choose post-processing. Under DDP only rank 0 evaluates."""
+    from medsight.data import load_dataset
+    from medsight.runs import fold_ids
+
+    spec = load_dataset(run.config.data.dataset)
     by_id = {c.case_id: c for c in spec.train}
-    fold = run.config.data.fold
-    if fold == "all":
-        train_ids, val_ids = list(by_id), []
-    else:
-        if not 0 <= int(fold) < len(folds):
-            raise DataError(f"data.fold: expected 0..{len(folds) - 1} or 'all', got {fold}")
-        train_ids, val_ids = folds[int(fold)]["train"], folds[int(fold)]["val"]
+    train_ids, val_ids = fold_ids(run, spec.train)
     fit(run, spec, [by_id[i] for i in train_ids], [by_id[i] for i in val_ids])
-    if not val_ids or not evaluate:
-        return {}
-    return evaluate_cases(run, spec, [by_id[i] for i in val_ids], "val", choose_postprocessing=True)
+    if val_ids and evaluate:
+        table = evaluate_cases(run, spec, [by_id[i] for i in val_ids], "val", choose_postprocessing=True)
+        table.write(run.eval_dir("val"))

@@ -1,7 +1,7 @@
 """Inference from a run folder: files or folders in, label maps out in the input's geometry.
 
-Finding the cases and writing the outputs is :mod:`medsight.deploy.cases` (shared with the ONNX
-runtime); this module runs the PyTorch model.
+Finding the cases is :mod:`medsight.data.inputs` and writing the outputs
+:mod:`medsight.tasks.segment.outputs` (shared with the ONNX runtime); this module runs the PyTorch model.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
+from medsight.data.inputs import stack_channels
 from medsight.data.reading import CaseData
 from medsight.data.spec import Case
-from medsight.deploy.batch import Shard
-from medsight.deploy.cases import segment_path, stack_channels
 from medsight.io import Image, read_image
-from medsight.runs import open_run
+from medsight.io.batch import Shard
+from medsight.runs import Run, open_run
+from medsight.tasks.contract import PredictRequest
+from medsight.tasks.segment.outputs import segment_path
 from medsight.tasks.segment.pipeline import load_model
 from medsight.tasks.segment.task import SegmentTask
 
@@ -62,3 +64,20 @@ class Predictor:
         return segment_path(
             input, output, self.task.plan.in_channels, self.predict_files, overwrite=overwrite, shard=shard
         )
+
+
+def predict_request(run: Run, request: PredictRequest) -> list[Path]:
+    """``medsight predict --run``: label maps of every case under ``request.input`` in ``request.output``,
+    and for DICOM series a DICOM SEG beside each (``request.dicom``: None when possible, True required,
+    False none). Returns the paths written (and those already there from an earlier run)."""
+    predictor = Predictor.from_run(run.path, tta=request.tta)
+    outputs = predictor.predict_path(
+        request.input, request.output, overwrite=request.overwrite, shard=request.shard
+    )
+    if request.dicom is False:
+        return outputs
+    from medsight.deploy.dicom_seg import dicom_segs
+
+    return outputs + dicom_segs(
+        run.path, request.input, outputs, required=bool(request.dicom), overwrite=request.overwrite
+    )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from medsight.planning.plan import Plan
+from medsight.tasks.segment.planning import Plan
 from medsight.transforms.segmentation import Preprocessed, augmentation, labels_to_regions
 
 MAX_FG_POINTS = 20_000  # foreground locations kept per class and case

@@ -13,11 +13,11 @@ from torch import nn
 
 from medsight.config import TrainConfig
 from medsight.data.reading import CaseData
+from medsight.engine.contract import OptimizerSpec, Prediction, StepContext, StepOutput
 from medsight.engine.inference import predict_with_deep_supervision_head, sliding_window_predict
-from medsight.metrics import MetricTable, case_metrics, pixel_metrics
-from medsight.planning.plan import Plan
-from medsight.tasks import TASKS
-from medsight.tasks.base import Optimizers, Prediction, StepContext, StepOutput
+from medsight.metrics import case_metrics, pixel_metrics
+from medsight.metrics.segmentation import dice_coefficient
+from medsight.tasks.segment.planning import Plan
 from medsight.transforms.segmentation import (
     Preprocessed,
     largest_components,
@@ -29,9 +29,8 @@ from medsight.transforms.segmentation import (
 MAX_AUC_PIXELS = 4_000_000  # above this, the probability map is not kept for AUC (memory)
 
 
-@TASKS.register("segment")
 class SegmentTask:
-    """Implements the Task contract for 2D and 3D semantic segmentation."""
+    """The trainable half of the segment task (see medsight.engine.contract.TrainableTask)."""
 
     name = "segment"
     monitor = "val_dice"
@@ -44,10 +43,10 @@ class SegmentTask:
         self.adversary = _adversary(self)
 
     # ------------------------------------------------------------------ model and optimisation
-    def build_model(self, plan: Plan | None = None) -> nn.Module:
+    def build_model(self) -> nn.Module:
         from medsight.models import build_model
 
-        plan = plan or self.plan
+        plan = self.plan
         return build_model(
             plan.network,
             spatial_dims=plan.dim,
@@ -58,7 +57,7 @@ class SegmentTask:
             **plan.network_kwargs,
         )
 
-    def configure_optimizers(self, model: nn.Module) -> Optimizers:
+    def configure_optimizers(self, model: nn.Module) -> list[OptimizerSpec]:
         from medsight.engine import build_optimizer
 
         return build_optimizer(model, self.train_config)
@@ -92,7 +91,7 @@ class SegmentTask:
             loss = self.loss_fn(out, label)
         if self.adversary is not None:
             loss = loss + self.adversary.extra_loss(model, image, raw, step.progress)
-        return StepOutput(loss=loss, logs={"loss": float(loss.detach())})
+        return StepOutput.single(loss)
 
     def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Dice + cross-entropy (BCE for regions) of each sample, shape (B,): what attacks increase.
@@ -119,7 +118,7 @@ class SegmentTask:
             pairs = [(masks[i] > 0, targets[i]) for i in range(len(targets))]
         else:
             pairs = [(labels[0] == v, ref == v) for v in self.plan.label_values[1:]]
-        dice = [_dice(p, r) for p, r in pairs]
+        dice = [dice_coefficient(p, r) for p, r in pairs]  # the metrics' Dice: both empty 1.0
         return {"dice": torch.tensor(dice, dtype=torch.float64)}
 
     def aggregate_validation(self, outputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -176,12 +175,6 @@ class SegmentTask:
             return dict(self.plan.regions)
         return dict(zip(self.plan.class_names[1:], self.plan.label_values[1:], strict=True))
 
-    def evaluate(self, predictions: list[Prediction], references: list[CaseData]) -> MetricTable:
-        rows: list[dict[str, Any]] = []
-        for pred, ref in zip(predictions, references, strict=True):
-            rows += self.case_rows(pred, ref)
-        return MetricTable(rows=rows, keys=["case_id", "class"])
-
     def case_rows(self, pred: Prediction, ref: CaseData) -> list[dict[str, Any]]:
         """Metric rows of one case (one per class), with pixel metrics inside the ROI for binary 2D."""
         if ref.label is None:
@@ -223,11 +216,6 @@ class HeadOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return predict_with_deep_supervision_head(self.net(x))
-
-
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    denom = pred.sum() + ref.sum()
-    return float("nan") if denom == 0 else float(2 * np.logical_and(pred, ref).sum() / denom)
 
 
 def _adversary(task: SegmentTask) -> Any:

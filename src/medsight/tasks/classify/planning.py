@@ -1,4 +1,4 @@
-"""Planning a classifier from the data, sized for the machine it runs on.
+"""The classification plan, and planning a classifier from the data, sized for the machine it runs on.
 
 The choices, each with its reason in ``plan.reasons``:
 
@@ -6,32 +6,38 @@ The choices, each with its reason in ``plan.reasons``:
    side (CPU: 128 px in 2D, 64 voxels in 3D);
 2. normalisation per channel: 8-bit pictures -> /255 then dataset z-score; CT -> clip to the 0.5/99.5
    percentiles + dataset z-score; anything else -> per-image z-score;
-3. network: ResNet-18 (CIFAR-style stem for inputs of at most 64 px, as MedMNIST's own ResNet-18@28);
-   its width is the widest candidate whose *measured* training step lets the time budget cover
-   MIN_EPOCHS passes over the training data (all widths when no budget is given: the full width);
+3. network: ResNet-18 (CIFAR-style stem for inputs of at most 64 px, as MedMNIST's own ResNet-18@28),
+   or the one ``overrides`` name; its width is the widest candidate whose *measured* training step
+   lets the time budget cover MIN_EPOCHS passes over the training data (no time budget: the
+   network's own width);
 4. batch size from the device's pixels-per-step budget;
 5. class imbalance: above IMBALANCE_RATIO between the largest and smallest class, a class-weighted loss
    (weights ~ 1/sqrt(frequency)); multi-label: BCE with a per-label positive weight sqrt(neg/pos);
 6. decision thresholds: chosen on the validation split after training (binary and multi-label) with
    ``threshold_rule`` (Youden's J where a label's rarer side has enough validation cases, else 0.5;
    see ``medsight.tasks.classify.pipeline.youden_thresholds``) and written back into plan.json.
+
+Importing this module is cheap (no torch): the plan model is what a run's plan.json loads into.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from medsight.planning.budget import device_budget
 from medsight.planning.plan import ChannelNorm, PlanBase
-from medsight.planning.planner import time_training_step
+from medsight.planning.search import StepProbe, search_width
 
+DEFAULT_NETWORK = "resnet18"
 MAX_SIDE = {"cpu": {2: 128, 3: 64}, "cuda": {2: 224, 3: 96}}
 STEP_PIXELS = {"cpu": {2: 128 * 28 * 28 * 4, 3: 8 * 32**3}, "cuda": {2: 64 * 224 * 224, 3: 16 * 64**3}}
 MAX_BATCH = 128
 MIN_EPOCHS = 30
-WIDTHS = (0.25, 0.5, 1.0)
+WIDTHS = (0.25, 0.5, 1.0)  # candidate values of the network's width option (ResNet: widen_factor)
 IMBALANCE_RATIO = 1.5
 STATS_SAMPLES = 256
 
@@ -39,31 +45,17 @@ STATS_SAMPLES = 256
 class ClassifyPlan(PlanBase):
     """What the classify task trains with. Saved as plan.json; ``--set plan.<field>=...`` overrides."""
 
-    task: Literal["classify"] = "classify"
-    dataset: str = ""
+    task: str = "classify"
     problem: Literal["binary", "multiclass", "multilabel", "ordinal"]
-    dim: Literal[2, 3]
-    in_channels: int
-    class_names: list[str]
     input_size: list[int]
-    normalization: list[ChannelNorm]
-    network: str = "resnet18"
-    network_kwargs: dict[str, Any] = Field(default_factory=dict)
+    network: str = DEFAULT_NETWORK
     pretrained: str | None = None  # a local state-dict file to start from (matching tensors only)
-    batch_size: int
     lr: float = 1e-3  # used when train.lr is not set
     class_weights: list[float] | None = None  # CE weight per class, or BCE positive weight per label
-    augment: bool = True
     flip_axes: list[int] = Field(default_factory=list)  # spatial axes random flips may use
-    tta: bool = True
     threshold_rule: Literal["youden", "fixed"] = "youden"
     thresholds: list[float] | None = None  # binary: one; multi-label: one per label; chosen on validation
-    reasons: dict[str, str] = Field(default_factory=dict)
     data_summary: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def out_channels(self) -> int:
-        return len(self.class_names)
 
 
 class _Stats(BaseModel):
@@ -102,23 +94,41 @@ def image_stats(data: Any, seed: int = 0) -> _Stats:
 
 
 def plan_classification(
-    data: Any, *, device: str = "cpu", measure: bool = True, time_budget_s: float | None = None
+    data: Any,
+    *,
+    device: str = "cpu",
+    measure: bool = True,
+    time_budget_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ClassifyPlan:
-    """Plan a classifier for a :class:`medsight.data.classification.ClassificationData`."""
-    device = "cuda" if str(device).startswith("cuda") else "cpu"
+    """Plan a classifier for a :class:`medsight.data.classification.ClassificationData`.
+
+    Args:
+        data: the training data.
+        device: the device that will train ("cpu", "cuda[:n]").
+        measure: time candidate widths on this machine (with a time budget only).
+        time_budget_s: the training wall-clock budget, when known: the width is sized against it.
+        overrides: the user's ``plan.<field>`` values, applied to the returned plan. ``network`` and
+            ``network_kwargs`` are planned for: the measured width is that of the chosen network
+            (``network_kwargs`` given: timed as given, not sized).
+
+    Raises:
+        ConfigError: an override names no plan field, or has an invalid value.
+    """
+    overrides = dict(overrides or {})
+    ClassifyPlan.check_override_names(overrides)
+    device = device_budget(device).device
+    network = str(overrides.get("network", DEFAULT_NETWORK))
     reasons: dict[str, str] = {}
     stats = image_stats(data)
     size = _input_size(stats.median_shape, MAX_SIDE[device][data.dim], reasons)
     norms = _normalization(stats, reasons)
     batch = _batch_size(size, len(data.train), STEP_PIXELS[device][data.dim], reasons)
-    kwargs = {"small_input": max(size) <= 64}
-    network = "resnet18"
-    width = _width(data, size, batch, kwargs, device, measure, time_budget_s, reasons)
-    if width != 1.0:
-        kwargs["widen_factor"] = width
-    stem = "CIFAR-style stem, as MedMNIST at 28 px" if kwargs["small_input"] else "ImageNet stem"
-    reasons["network"] = f"ResNet-18 ({stem})" + (f", width x{width:g}" if width != 1.0 else "")
-    weights = _class_weights(data, reasons)
+    kwargs = _network_kwargs(network, size, overrides.get("network_kwargs"))
+    probe = StepProbe(network, data.dim, data.channels, len(data.class_names), size, batch, device, kwargs)
+    sized = "network_kwargs" not in overrides
+    width = _width(data, probe, measure, time_budget_s, sized, reasons)
+    reasons["network"] = _network_reason(network, kwargs, width)
     return ClassifyPlan(
         dataset=data.name,
         problem=data.problem,
@@ -128,13 +138,13 @@ def plan_classification(
         input_size=size,
         normalization=norms,
         network=network,
-        network_kwargs=kwargs,
+        network_kwargs={**kwargs, **width},
         batch_size=batch,
-        class_weights=weights,
+        class_weights=_class_weights(data, reasons),
         flip_axes=list(range(data.dim)),
         reasons=reasons,
         data_summary=data.describe(),
-    )
+    ).with_overrides(overrides)
 
 
 def _input_size(median: list[int], max_side: int, reasons: dict[str, str]) -> list[int]:
@@ -177,49 +187,47 @@ def _batch_size(size: list[int], n_train: int, step_pixels: int, reasons: dict[s
     return batch
 
 
+def _network_kwargs(network: str, size: list[int], user_kwargs: Any) -> dict[str, Any]:
+    """The network's options, its width aside: the user's when given, else the planned ones."""
+    if user_kwargs is not None:
+        return dict(user_kwargs)
+    if network == DEFAULT_NETWORK:
+        from medsight.models.classification import SMALL_INPUT_MAX
+
+        return {"small_input": max(size) <= SMALL_INPUT_MAX}
+    return {}
+
+
 def _width(
     data: Any,
-    size: list[int],
-    batch: int,
-    kwargs: dict[str, Any],
-    device: str,
+    probe: StepProbe,
     measure: bool,
     time_budget_s: float | None,
+    sized: bool,
     reasons: dict[str, str],
-) -> float:
-    """The widest ResNet-18 whose measured step covers MIN_EPOCHS passes in the time budget."""
+) -> dict[str, Any]:
+    """The width option of the widest network whose measured step covers MIN_EPOCHS passes in the time
+    budget (nothing: the network's own width)."""
     if not measure or not time_budget_s:
-        reasons["width"] = "full width (no time budget to size it against)"
-        return 1.0
-    steps_needed = MIN_EPOCHS * len(data.train) / batch
-    chosen, notes = WIDTHS[0], []
-    for width in WIDTHS:
-        seconds = _measure_step(data, size, batch, {**kwargs, "widen_factor": width}, device)
-        epochs = time_budget_s / seconds * batch / len(data.train)
-        notes.append(f"x{width:g}: {seconds:.3f} s per step, ~{epochs:.0f} passes")
-        if width == WIDTHS[0] or time_budget_s / seconds >= steps_needed:
-            chosen = width
+        reasons["width"] = "the network's own width (no time budget to size it against)"
+        return {}
+    n_train = len(data.train)
+    target = time_budget_s * probe.batch_size / (MIN_EPOCHS * n_train)  # seconds per step for the passes
+    choice = search_width(probe, WIDTHS if sized else (), target)
+    passes = time_budget_s / choice.seconds * probe.batch_size / n_train
     reasons["width"] = (
-        f"widest that covers {MIN_EPOCHS} passes over the {len(data.train)} training images in "
-        f"{time_budget_s:.0f} s ({'; '.join(notes)})"
+        f"{choice.describe()}: the step that covers {MIN_EPOCHS} passes over the {n_train} training "
+        f"images in {time_budget_s:.0f} s; ~{passes:.0f} passes expected"
     )
-    return chosen
+    return choice.options
 
 
-def _measure_step(data: Any, size: list[int], batch: int, kwargs: dict[str, Any], device: str) -> float:
-    import torch
-
-    from medsight.models import build_model
-
-    net = build_model(
-        "resnet18",
-        spatial_dims=data.dim,
-        in_channels=data.channels,
-        out_channels=len(data.class_names),
-        patch_size=size,
-        **kwargs,
-    ).to(device)
-    return time_training_step(net, torch.randn(batch, data.channels, *size, device=device))
+def _network_reason(network: str, kwargs: dict[str, Any], width: dict[str, Any]) -> str:
+    if network != DEFAULT_NETWORK:
+        return network
+    stem = "CIFAR-style stem, as MedMNIST at 28 px" if kwargs.get("small_input") else "ImageNet stem"
+    factor = width.get("widen_factor", 1.0)
+    return f"ResNet-18 ({stem})" + (f", width x{factor:g}" if factor != 1.0 else "")
 
 
 def _class_weights(data: Any, reasons: dict[str, str]) -> list[float] | None:
@@ -243,4 +251,4 @@ def _class_weights(data: Any, reasons: dict[str, str]) -> list[float] | None:
     return [round(float(w), 4) for w in weights]
 
 
-__all__ = ["ClassifyPlan", "image_stats", "plan_classification"]
+__all__ = ["DEFAULT_NETWORK", "ClassifyPlan", "image_stats", "plan_classification"]

@@ -1,10 +1,16 @@
 """Batch inference over many cases: which cases this process owns (``--shard I/N`` or torchrun's
-RANK / WORLD_SIZE) and resumable CSV outputs.
+RANK / WORLD_SIZE) and resumable CSV outputs, for every task's predictor and runtime.
 
 Cases are dealt round-robin by sorted case id: shard ``I`` of ``N`` gets the cases at positions
 ``I, I+N, I+2N ...`` of the sorted ids, so every case goes to exactly one shard and the shards stay
 balanced. Each shard writes only its own outputs, so shards run as separate processes, as a torchrun
 job or on separate machines sharing the output folder, and any of them can be killed and rerun.
+
+Example::
+
+    part = resolve_shard("1/4")                 # or None: torchrun's RANK / WORLD_SIZE, else 0/1
+    mine = part.select(case_ids)
+    table = ResumableCsv(part_path(out, part), header)
 """
 
 from __future__ import annotations
@@ -16,12 +22,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from medsight.errors import ConfigError, DataError
 from medsight.utils import atomic_write_text
 
-T = TypeVar("T")
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -44,7 +48,10 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def resolve_shard(shard: str | Shard | tuple[int, int] | None = None) -> Shard:
+ShardLike = str | Shard | tuple[int, int] | None  # what ``shard=`` (``--shard``) accepts
+
+
+def resolve_shard(shard: ShardLike = None) -> Shard:
     """The shard of this process: ``shard`` when given (``"1/4"``, ``(1, 4)`` or a Shard), else
     torchrun's RANK / WORLD_SIZE environment variables, else the only shard ``0/1``.
 

@@ -1,4 +1,5 @@
-"""From a dataset fingerprint to a Plan, sized for the machine it runs on (nnU-Net's idea).
+"""The segmentation plan, and planning it from a dataset fingerprint, sized for the machine it runs on
+(nnU-Net's idea).
 
 Each choice records its reason in ``plan.reasons``. The steps:
 
@@ -10,27 +11,34 @@ Each choice records its reason in ``plan.reasons``. The steps:
    RGB -> scale to 0..1 + dataset z-score; anything else -> per-image z-score (inside the non-zero
    mask when cropping to it removes more than a quarter of the volume, as nnU-Net does);
 4. patch size: the median resampled shape, shrunk along its longest axis until it fits the
-   device's patch budget, rounded to what the network's down-sampling needs;
+   device's patch budget, rounded to what the network's down-sampling needs (DynUNet's topology,
+   and the multiple the chosen network's ``ModelInfo`` declares);
 5. batch size from the device's voxels-per-step budget (lowered to fit memory); network width: the
    widest whose *measured* training step on this machine fits the step-time target (the device's
-   default, or less when a short ``train.time_budget`` must still give ~TARGET_STEPS updates);
+   default, or less when a short ``train.time_budget`` must still give ~TARGET_STEPS updates), timed
+   on the network the plan trains (DynUNet, or the one ``overrides`` name);
 6. passes over the data: when a time budget is given and the measured step would see the training
    data fewer than MIN_PASSES times, the spacing is coarsened (a quarter of the voxels per step, never
    below MIN_SIDE voxels per axis) and steps 4-5 are redone: a few passes at full resolution learn
    less than many at half resolution (ISIC at 256 px in 20 minutes: ~2.6 passes).
+
+Importing this module is cheap (no torch): the plan model is what a run's plan.json loads into.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from medsight.planning.plan import ChannelNorm, Plan
+from medsight.planning.budget import DeviceBudget, device_budget
+from medsight.planning.plan import ChannelNorm, PlanBase
+from medsight.planning.search import StepProbe, WidthChoice, search_width
 
+DEFAULT_NETWORK = "dynunet"
 TARGET_STEPS = 1200  # updates a time-budgeted run should get at least
 MIN_STEP_SECONDS = 0.3
 MIN_PASSES = 10  # below this many passes over the data in the time budget, trade resolution for passes
@@ -38,53 +46,42 @@ COARSEN = {2: 2.0, 3: 4 ** (1 / 3)}  # spacing factor of one coarsening step: a 
 MIN_SIDE = {2: 128, 3: 32}  # never coarsen a median case below this many voxels along its shortest axis
 
 
-@dataclass(frozen=True)
-class DeviceBudget:
-    """What one training step may cost on the device that will train."""
+class Plan(PlanBase):
+    """What a segmentation run trains with. Saved as plan.json; ``--set plan.<field>=...`` overrides."""
 
-    device: str  # "cpu" or "cuda"
-    memory_gb: float  # activation memory one step may use
-    patch_voxels: dict[int, int]  # largest patch per dimensionality
-    step_voxels: dict[int, int]  # batch x patch voxels per step
-    step_seconds: dict[int, float]  # target wall time of one training step
-    max_case_voxels: int | None  # coarsen 3D volumes beyond this (None: never)
-    widths: tuple[int, ...]  # candidate base filter counts, narrowest first
-    default_width: int  # used when step times are not measured
+    task: str = "segment"
+    label_values: list[int]  # the integer values of the reference label maps, background first
+    regions: dict[str, list[int]] | None = None
+    target_spacing: list[float]
+    patch_size: list[int]
+    network: str = DEFAULT_NETWORK
+    deep_supervision: bool = True
+    loss: Literal["dice_ce", "dice_focal"] = "dice_ce"
+    foreground_oversample: float = 0.33
+    sliding_window_overlap: float = 0.5
+    postprocess_lcc: bool = False
+    fingerprint_summary: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def out_channels(self) -> int:
+        """Network output channels: one per region (sigmoid) or one per class (softmax)."""
+        return len(self.regions) if self.regions else len(self.class_names)
 
-CPU_BUDGET = DeviceBudget(
-    device="cpu",
-    memory_gb=4.0,
-    patch_voxels={2: 256 * 256, 3: 64 * 64 * 64},
-    step_voxels={2: 4 * 256 * 256, 3: 2 * 64 * 64 * 64},
-    step_seconds={2: 1.5, 3: 3.0},
-    max_case_voxels=128 * 128 * 96,
-    widths=(8, 16, 32),
-    default_width=16,
-)
-GPU_BUDGET = DeviceBudget(
-    device="cuda",
-    memory_gb=8.0,
-    patch_voxels={2: 512 * 512, 3: 128 * 128 * 128},
-    step_voxels={2: 12 * 512 * 512, 3: 2 * 128 * 128 * 128},
-    step_seconds={2: 0.25, 3: 0.5},
-    max_case_voxels=None,
-    widths=(32,),
-    default_width=32,
-)
-
-
-def device_budget(device: str | None = None) -> DeviceBudget:
-    """The budget for ``device`` ("cpu", "cuda", or None: CUDA when available)."""
-    import torch
-
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return GPU_BUDGET if str(device).startswith("cuda") else CPU_BUDGET
+    def label_names(self) -> dict[str, int]:
+        """Name -> value of the label maps predictions are written as (background included): the class
+        names, or ``label_<value>`` when the plan trains overlapping regions (their names are not values)."""
+        if self.regions:
+            return {f"label_{v}": v for v in self.label_values}
+        return dict(zip(self.class_names, self.label_values, strict=True))
 
 
 def plan_segmentation(
-    fp: Any, *, budget: DeviceBudget | None = None, measure: bool = True, time_budget_s: float | None = None
+    fp: Any,
+    *,
+    budget: DeviceBudget | None = None,
+    measure: bool = True,
+    time_budget_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Plan a segmentation run from a :class:`medsight.data.Fingerprint`.
 
@@ -93,8 +90,17 @@ def plan_segmentation(
         budget: the device budget (default: this machine's device).
         measure: time candidate networks on this machine (else take the device's default width).
         time_budget_s: the training wall-clock budget, when known: a short one asks for faster steps.
+        overrides: the user's ``plan.<field>`` values, applied to the returned plan. ``network`` and
+            ``network_kwargs`` are planned for: the patch, deep supervision and the measured width
+            are those of the chosen network (``network_kwargs`` given: timed as given, not sized).
+
+    Raises:
+        ConfigError: an override names no plan field, or has an invalid value.
     """
+    overrides = dict(overrides or {})
+    Plan.check_override_names(overrides)
     budget = budget or device_budget()
+    network = str(overrides.get("network", DEFAULT_NETWORK))
     reasons: dict[str, str] = {}
     dim = int(fp.dim)
     reasons["dim"] = f"the data are {dim}D"
@@ -102,8 +108,11 @@ def plan_segmentation(
     norms = _normalization(fp, reasons)
     target = step_target(budget, dim, time_budget_s)
     while True:
-        patch, topo = _patch_size(shape, spacing, budget.patch_voxels[dim], reasons)
-        width, batch, seconds = _width_and_batch(fp, patch, spacing, budget, measure, reasons, target)
+        patch, topo = _patch_size(shape, spacing, budget.patch_voxels[dim], network, reasons)
+        batch = _batch_size(fp, patch, budget, reasons)
+        kwargs = _network_kwargs(network, spacing, overrides.get("network_kwargs"))
+        probe = _probe(fp, network, patch, batch, budget.device, kwargs)
+        width, seconds = _width(probe, budget, measure, target, "network_kwargs" not in overrides, reasons)
         passes = _passes_over_data(fp, spacing, patch, batch, seconds, time_budget_s)
         if passes is None or passes >= MIN_PASSES or min(shape) / COARSEN[dim] < MIN_SIDE[dim]:
             break
@@ -114,12 +123,13 @@ def plan_segmentation(
         )
     if passes is not None:
         reasons["passes"] = f"~{passes:.1f} passes over the training data expected in the time budget"
+    reasons["network"] = "DynUNet (nnU-Net's network), the default" if network == DEFAULT_NETWORK else network
     class_names, values, regions = _classes(fp)
     if regions:
         reasons["regions"] = (
             f"nested labels: region-based training on {', '.join(regions)} (sigmoid per region)"
         )
-    return Plan(
+    plan = Plan(
         task="segment",
         dataset=fp.name,
         dim=dim,
@@ -131,13 +141,23 @@ def plan_segmentation(
         normalization=norms,
         patch_size=patch,
         batch_size=batch,
-        network="dynunet",
-        network_kwargs={"base_filters": width, "spacing": [round(s, 5) for s in spacing], "res_block": True},
-        deep_supervision=len(topo.strides) > 2,
+        network=network,
+        network_kwargs={**width, **kwargs},
+        deep_supervision=_deep_supervision(network, topo),
         loss="dice_ce",
         reasons=reasons,
         fingerprint_summary=_summary(fp),
     )
+    return plan.with_overrides(overrides)
+
+
+def step_target(budget: DeviceBudget, dim: int, time_budget_s: float | None) -> float:
+    """Seconds one training step may take: the device default, or less when a short wall-clock budget
+    must still give about TARGET_STEPS updates."""
+    default = budget.step_seconds[dim]
+    if time_budget_s is None:
+        return default
+    return float(min(default, max(MIN_STEP_SECONDS, time_budget_s / TARGET_STEPS)))
 
 
 def _classes(fp: Any) -> tuple[list[str], list[int], dict[str, list[int]] | None]:
@@ -212,8 +232,9 @@ def _crop_gain(fp: Any) -> float:
 
 
 def _patch_size(
-    shape: list[float], spacing: list[float], max_voxels: int, reasons: dict[str, str]
+    shape: list[float], spacing: list[float], max_voxels: int, network: str, reasons: dict[str, str]
 ) -> tuple[list[int], Any]:
+    from medsight.models import model_info
     from medsight.models.segmentation import dynunet_topology
 
     patch = [float(s) for s in shape]
@@ -223,15 +244,24 @@ def _patch_size(
         patch[axis] *= 0.9
     rounded = [max(8, int(p)) for p in patch]
     topo = dynunet_topology(rounded, spacing, max_depth=5, min_feature_size=4)
-    # round down to the divisor so the patch stays inside the budget
-    patch_i = [max(d, (p // d) * d) for p, d in zip(rounded, topo.divisor, strict=True)]
+    multiples = model_info(network).multiples(len(rounded))
+    steps = [math.lcm(d, m) for d, m in zip(topo.divisor, multiples, strict=True)]
+    # round down to the step so the patch stays inside the budget
+    patch_i = [max(s, (p // s) * s) for p, s in zip(rounded, steps, strict=True)]
     topo = dynunet_topology(patch_i, spacing, max_depth=5, min_feature_size=4)
     patch_i = topo.patch_size
     reasons["patch_size"] = (
         f"median resampled shape {[round(s) for s in shape]} shrunk to the device patch budget "
-        f"of {max_voxels:,} voxels and rounded to multiples of {topo.divisor}"
+        f"of {max_voxels:,} voxels and rounded to multiples of {steps}"
     )
     return patch_i, topo
+
+
+def _deep_supervision(network: str, topo: Any) -> bool:
+    """Deep supervision when the network has heads for it and the patch is down-sampled twice or more."""
+    from medsight.models import model_info
+
+    return model_info(network).deep_supervision and len(topo.strides) > 2
 
 
 def _activation_gb(patch: list[int], width: int, batch: int, in_ch: int) -> float:
@@ -244,46 +274,78 @@ def _activation_gb(patch: list[int], width: int, batch: int, in_ch: int) -> floa
     return batch * (total + np.prod(patch) * in_ch) * 4 / 1e9
 
 
-def _width_and_batch(
-    fp: Any,
-    patch: list[int],
-    spacing: list[float],
-    budget: DeviceBudget,
-    measure: bool,
-    reasons: dict[str, str],
-    step_seconds: float,
-) -> tuple[int, int, float | None]:
-    """Width, batch size and the measured seconds of the chosen width's step (None: not measured)."""
+def _batch_size(fp: Any, patch: list[int], budget: DeviceBudget, reasons: dict[str, str]) -> int:
+    """From the device's voxels-per-step budget, at most 5% of the training voxels, lowered to fit memory
+    at the narrowest width."""
     dim = int(fp.dim)
     pv = int(np.prod(patch))
     total_voxels = sum(np.prod(c.shape) for c in fp.cases)
     batch = int(max(2, min(budget.step_voxels[dim] // pv, math.floor(0.05 * total_voxels / pv))))
-    why = [f"batch {batch} from the {budget.device} budget of {budget.step_voxels[dim]:,} voxels per step"]
-    while batch > 2 and _activation_gb(patch, budget.widths[0], batch, fp.num_channels) > budget.memory_gb:
-        batch -= 1
-    fitting = [
-        w for w in budget.widths if _activation_gb(patch, w, batch, fp.num_channels) <= budget.memory_gb
-    ]
-    width = fitting[0] if fitting else budget.widths[0]
-    width_seconds: float | None = None
-    if not measure:
-        width = budget.default_width if budget.default_width in fitting else width
-        why.append(f"width {width}: the {budget.device} default (not measured)")
-    else:
-        for candidate in fitting:  # narrowest first: stop at the first that is too slow
-            seconds = _measure_step(fp, patch, spacing, candidate, batch, budget.device)
-            why.append(f"width {candidate}: measured {seconds:.2f} s per step")
-            if seconds > step_seconds and candidate != fitting[0]:
-                break
-            width, width_seconds = candidate, seconds
-            if seconds > step_seconds:
-                break
-    reasons["batch_size"] = "; ".join(why)
-    reasons["network"] = (
-        f"DynUNet (nnU-Net's) with {width} base filters: the widest that fits {budget.memory_gb:g} GB"
-        + (f" and a measured step of at most {step_seconds:.2f} s on this machine" if measure else "")
+    why = f"batch {batch} from the {budget.device} budget of {budget.step_voxels[dim]:,} voxels per step"
+    lowered = batch
+    while (
+        lowered > 2 and _activation_gb(patch, budget.widths[0], lowered, fp.num_channels) > budget.memory_gb
+    ):
+        lowered -= 1
+    if lowered < batch:
+        why += f", lowered to {lowered} to fit {budget.memory_gb:g} GB"
+    reasons["batch_size"] = why
+    return lowered
+
+
+def _network_kwargs(network: str, spacing: list[float], user_kwargs: Any) -> dict[str, Any]:
+    """The network's options, its width aside: the user's when given, else the planned ones."""
+    if user_kwargs is not None:
+        return dict(user_kwargs)
+    if network == DEFAULT_NETWORK:
+        return {"spacing": [round(s, 5) for s in spacing], "res_block": True}
+    return {}
+
+
+def _probe(
+    fp: Any, network: str, patch: list[int], batch: int, device: str, kwargs: dict[str, Any]
+) -> StepProbe:
+    return StepProbe(
+        network=network,
+        spatial_dims=int(fp.dim),
+        in_channels=int(fp.num_channels),
+        out_channels=len(fp.regions) if fp.regions else len(fp.labels),
+        input_size=patch,
+        batch_size=batch,
+        device=device,
+        options=kwargs,
     )
-    return width, batch, width_seconds
+
+
+def _width(
+    probe: StepProbe,
+    budget: DeviceBudget,
+    measure: bool,
+    target: float,
+    sized: bool,
+    reasons: dict[str, str],
+) -> tuple[dict[str, Any], float | None]:
+    """The width option of the plan's network and the measured seconds of its step (None: not measured).
+
+    Candidates are the device's widths whose estimated activations fit its memory (the narrowest when
+    none does); none when not ``sized`` (the user gave the network's options)."""
+    patch, batch, ch = probe.input_size, probe.batch_size, probe.in_channels
+    fitting = [w for w in budget.widths if _activation_gb(patch, w, batch, ch) <= budget.memory_gb]
+    candidates = (fitting or list(budget.widths[:1])) if sized else []
+    if measure:
+        choice: WidthChoice = search_width(probe, candidates, target)
+        fits = f"; candidates: those that fit {budget.memory_gb:g} GB" if choice.option else ""
+        reasons["width"] = choice.describe() + fits
+        return choice.options, choice.seconds
+    from medsight.models import model_info
+
+    option = model_info(probe.network).width_option
+    if option is None or option in probe.options or not candidates:
+        reasons["width"] = f"{probe.network} as configured (not measured)"
+        return {}, None
+    width = budget.default_width if budget.default_width in candidates else candidates[0]
+    reasons["width"] = f"{option}={width}: the {budget.device} default (not measured)"
+    return {option: width}, None
 
 
 def _passes_over_data(
@@ -302,56 +364,6 @@ def _passes_over_data(
     return time_budget_s / step_seconds * batch * float(np.prod(patch)) / max(voxels, 1.0)
 
 
-def step_target(budget: DeviceBudget, dim: int, time_budget_s: float | None) -> float:
-    """Seconds one training step may take: the device default, or less when a short wall-clock budget
-    must still give about TARGET_STEPS updates."""
-    default = budget.step_seconds[dim]
-    if time_budget_s is None:
-        return default
-    return float(min(default, max(MIN_STEP_SECONDS, time_budget_s / TARGET_STEPS)))
-
-
-def _measure_step(
-    fp: Any, patch: list[int], spacing: list[float], width: int, batch: int, device: str
-) -> float:
-    """Seconds per training step (forward + backward + update) of a candidate network."""
-    import torch
-
-    from medsight.models import build_model
-
-    n_out = len(fp.regions) if fp.regions else len(fp.labels)
-    net = build_model(
-        "dynunet",
-        spatial_dims=int(fp.dim),
-        in_channels=int(fp.num_channels),
-        out_channels=n_out,
-        patch_size=patch,
-        deep_supervision=False,
-        spacing=spacing,
-        base_filters=width,
-        res_block=True,
-    ).to(device)
-    return time_training_step(net, torch.randn(batch, int(fp.num_channels), *patch, device=device))
-
-
-def time_training_step(net: Any, x: Any) -> float:
-    """Seconds of one training step of ``net`` on batch ``x`` (forward, backward, AdamW update): the
-    faster of two after a warm-up."""
-    import torch
-
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        opt.zero_grad()
-        net(x).float().mean().backward()
-        opt.step()
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return float(min(times[1:]))
-
-
 def _summary(fp: Any) -> dict[str, Any]:
     return {
         "name": fp.name,
@@ -365,3 +377,6 @@ def _summary(fp: Any) -> dict[str, Any]:
         "classes": {c.name: round(c.fraction_present, 3) for c in fp.classes},
         "issues": len(fp.issues),
     }
+
+
+__all__ = ["DEFAULT_NETWORK", "Plan", "plan_segmentation", "step_target"]
