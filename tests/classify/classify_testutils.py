@@ -11,19 +11,10 @@ import numpy as np
 
 def bar_images(n: int, size: int = 28, seed: int = 0, rgb: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, H, W[, 3]) with dark noise and a bright bar; label 1 when it is vertical."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 60, size=(n, size, size)).astype(np.uint8)
-    long, thick = size // 2, max(2, size // 8)
-    for i, y in enumerate(labels):
-        r, c = rng.integers(2, size - long - 2, size=2)
-        rows, cols = (
-            (slice(r, r + long), slice(c, c + thick)) if y else (slice(r, r + thick), slice(c, c + long))
-        )
-        images[i, rows, cols] = 220
-    if rgb:
-        images = np.repeat(images[..., None], 3, axis=-1)
-    return images, labels
+    from medsight.data.phantom_bars import bar_images as grey_bars
+
+    images, labels = grey_bars(n, size, seed)
+    return (np.repeat(images[..., None], 3, axis=-1) if rgb else images), labels
 
 
 def medmnist_like(path: Path, n: tuple[int, int, int] = (64, 24, 24), size: int = 28) -> Path:

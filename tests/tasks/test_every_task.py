@@ -69,3 +69,12 @@ def test_every_verb_through_api_and_cli(name: str, tmp_path: Path) -> None:
     assert set(outputs(tmp_path / "pred-onnx")) == {
         p for p in outputs(tmp_path / "pred-api") if not p.endswith(".dcm")
     }
+
+
+def test_run_config_task_is_checked_against_the_registry() -> None:
+    from medsight.config import load_config
+    from medsight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown task 'clasify' \(did you mean 'classify'\?\)"):
+        load_config(None, task="clasify")
+    assert load_config(None).task in task_names()  # the default is a registered family

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from medsight.task_registry import TASKS
 from medsight.tasks.classify.planning import ClassifyPlan
+from medsight.tasks.family_base import FamilyBase
 
 if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
@@ -37,7 +38,7 @@ class ClassificationSummary:
         return json.dumps(self.description, indent=2, default=str)
 
 
-class ClassifyFamily:
+class ClassifyFamily(FamilyBase):
     """Binary, multi-class, multi-label and ordinal classification, 2D and 3D."""
 
     name = "classify"
@@ -91,26 +92,6 @@ class ClassifyFamily:
         from medsight.tasks.classify.explaining import explain_path
 
         return explain_path(run.path, input, output, method=method, target=target)
-
-    def export_spec(self, run: Run) -> Any:
-        from medsight.tasks.classify.deploy import export_spec
-
-        return export_spec(run)
-
-    def served_model(self, run: Run) -> Any:
-        from medsight.tasks.classify.deploy import served_model
-
-        return served_model(run)
-
-    def attack_adapter(self, run: Run, split: str, max_cases: int | None = None) -> Any:
-        from medsight.tasks.classify.attack import attack_adapter
-
-        return attack_adapter(run, split, max_cases)
-
-    def file_attacker(self, run: Run) -> Any:
-        from medsight.tasks.classify.attack import file_attacker
-
-        return file_attacker(run)
 
     def example(self, folder: Path) -> Example:
         from medsight.data.phantom_bars import make_bar_dataset

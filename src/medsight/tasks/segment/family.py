@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medsight.errors import ConfigError
 from medsight.task_registry import TASKS
+from medsight.tasks.family_base import FamilyBase
 from medsight.tasks.segment.planning import Plan
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from medsight.tasks.segment.task import SegmentTask
 
 
-class SegmentFamily:
+class SegmentFamily(FamilyBase):
     """Segmentation with the U-Net family, self-configured from a dataset fingerprint."""
 
     name = "segment"
@@ -78,26 +79,6 @@ class SegmentFamily:
             f"explain: {run.path} is a segmentation run; explanations are for classifiers "
             "(a segmentation's probability map is its own explanation: predict writes it)"
         )
-
-    def export_spec(self, run: Run) -> Any:
-        from medsight.tasks.segment.deploy import export_spec
-
-        return export_spec(run)
-
-    def served_model(self, run: Run) -> Any:
-        from medsight.tasks.segment.deploy import served_model
-
-        return served_model(run)
-
-    def attack_adapter(self, run: Run, split: str, max_cases: int | None = None) -> Any:
-        from medsight.tasks.segment.attack import attack_adapter
-
-        return attack_adapter(run, split, max_cases)
-
-    def file_attacker(self, run: Run) -> Any:
-        from medsight.tasks.segment.attack import file_attacker
-
-        return file_attacker(run)
 
     def example(self, folder: Path) -> Example:
         from medsight.data import make_phantom_dataset

@@ -1,0 +1,39 @@
+"""What every task family does the same way: the deploy and attack verbs of the Task contract, answered
+by the family's own modules beside its family module (``deploy.py``: ``export_spec``, ``served_model``;
+``attack.py``: ``attack_adapter``, ``file_attacker``), imported only when a verb needs them.
+
+A family subclasses :class:`FamilyBase` and writes those two modules; the paths are relative to the
+family's package, so a copy of the folder under another name uses its own modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medsight.deploy.export import ExportSpec
+    from medsight.deploy.serving import ServedModel
+    from medsight.robustness.adapter import AttackAdapter, FileAttacker
+    from medsight.runs import Run
+
+
+class FamilyBase:
+    """The verbs a family answers through its own ``deploy`` and ``attack`` modules."""
+
+    def _own(self, module: str) -> ModuleType:
+        package = type(self).__module__.rpartition(".")[0]
+        return importlib.import_module(f"{package}.{module}")
+
+    def export_spec(self, run: Run) -> ExportSpec:
+        return self._own("deploy").export_spec(run)
+
+    def served_model(self, run: Run) -> ServedModel:
+        return self._own("deploy").served_model(run)
+
+    def attack_adapter(self, run: Run, split: str, max_cases: int | None = None) -> AttackAdapter:
+        return self._own("attack").attack_adapter(run, split, max_cases)
+
+    def file_attacker(self, run: Run) -> FileAttacker:
+        return self._own("attack").file_attacker(run)
