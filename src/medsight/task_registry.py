@@ -7,8 +7,8 @@ and below everything that uses it.
 Example::
 
     from medsight.task_registry import get_task
-    task = get_task("classify")           # unknown names get a "did you mean"
-    data = task.load("breastmnist", config)
+    task = get_task(config.task)          # unknown names get a "did you mean"
+    data = task.load(config.data.dataset, config)
 """
 
 from __future__ import annotations

@@ -371,7 +371,21 @@ def _absolute_sigma(image: np.ndarray, sigma: float) -> float:
 
 
 @dataclass(frozen=True)
-class RicianNoise(Degradation):
+class _Noise(Degradation):
+    """Noise of ``sigma``, a fraction of the clean image's intensity range (``<kind>:<sigma>``)."""
+
+    sigma: float
+
+    def __post_init__(self) -> None:
+        _require(_is_real(self.sigma) and 0 < self.sigma < math.inf, "sigma", "a fraction of the range > 0")
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{_fmt(self.sigma)}"
+
+
+@dataclass(frozen=True)
+class RicianNoise(_Noise):
     """Rician noise (``rician:0.05``): ``sqrt((x + n1)^2 + n2^2)``, n1, n2 ~ N(0, sigma * range).
 
     Example::
@@ -380,14 +394,6 @@ class RicianNoise(Degradation):
     """
 
     kind: ClassVar[str] = "rician"
-    sigma: float
-
-    def __post_init__(self) -> None:
-        _require(_is_real(self.sigma) and 0 < self.sigma < math.inf, "sigma", "a fraction of the range > 0")
-
-    @property
-    def spec(self) -> str:
-        return f"rician:{_fmt(self.sigma)}"
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> DegradedImage:
         image = _check_image("image", image, allow_complex=False, min_ndim=1)
@@ -399,7 +405,7 @@ class RicianNoise(Degradation):
 
 
 @dataclass(frozen=True)
-class GaussianNoise(Degradation):
+class GaussianNoise(_Noise):
     """Additive Gaussian noise (``gaussian:0.05``): ``x + n``, n ~ N(0, sigma * range); complex images get
     independent noise of that sigma on the real and imaginary parts (range of the magnitude).
 
@@ -409,14 +415,6 @@ class GaussianNoise(Degradation):
     """
 
     kind: ClassVar[str] = "gaussian"
-    sigma: float
-
-    def __post_init__(self) -> None:
-        _require(_is_real(self.sigma) and 0 < self.sigma < math.inf, "sigma", "a fraction of the range > 0")
-
-    @property
-    def spec(self) -> str:
-        return f"gaussian:{_fmt(self.sigma)}"
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> DegradedImage:
         image = _check_image("image", image, allow_complex=True, min_ndim=1)

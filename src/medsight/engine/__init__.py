@@ -15,7 +15,7 @@ _EXPORTS = {
     "Trainer": "trainer",
     "FitResult": "trainer",
     "Callback": "trainer",
-    "GRAD_CLIP": "trainer",
+    "DEFAULT_GRAD_CLIP": "contract",
     "Budget": "schedule",
     "ProgressLR": "schedule",
     "build_optimizer": "schedule",

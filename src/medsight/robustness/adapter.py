@@ -130,58 +130,6 @@ class FileAttacker(Protocol):
         ...
 
 
-class AdapterView:
-    """An adapter seen through something that changes only ``forward`` (a subclass overrides it); every
-    other member is the wrapped adapter's."""
-
-    def __init__(self, adapter: AttackAdapter) -> None:
-        self.adapter = adapter
-
-    @property
-    def model(self) -> nn.Module:
-        return self.adapter.model
-
-    @property
-    def space(self) -> InputSpace:
-        return self.adapter.space
-
-    @property
-    def batches(self) -> list[Batch]:
-        return self.adapter.batches
-
-    @property
-    def metric(self) -> str:
-        return self.adapter.metric
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.adapter.class_names
-
-    @property
-    def supports_detectors(self) -> bool:
-        return self.adapter.supports_detectors
-
-    @property
-    def supports_universal(self) -> bool:
-        return self.adapter.supports_universal
-
-    @property
-    def supports_smoothing(self) -> bool:
-        return self.adapter.supports_smoothing
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adapter.forward(x)
-
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.adapter.loss(logits, y)
-
-    def score(self, outputs: list[torch.Tensor], batches: list[Batch]) -> dict[str, float]:
-        return self.adapter.score(outputs, batches)
-
-    def describe(self, logits: torch.Tensor, y: torch.Tensor) -> str:
-        return self.adapter.describe(logits, y)
-
-
 def case_count(adapter: AttackAdapter) -> int:
     """How many cases the adapter's batches hold."""
     return sum(len(b.case_ids) for b in adapter.batches)

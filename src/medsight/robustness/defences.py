@@ -37,7 +37,7 @@ import torch
 
 from medsight.errors import ConfigError
 from medsight.registry import Registry
-from medsight.robustness.adapter import AdapterView, AttackAdapter
+from medsight.robustness.adapter import AttackAdapter
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 DefenceSpec = str | tuple[str, Mapping[str, Any]]
@@ -179,11 +179,12 @@ def defended_forward(forward: Forward, defences: DefenceSpec | Sequence[DefenceS
     return run
 
 
-class DefendedAdapter(AdapterView):
-    """An attack adapter whose model is seen through input defences (in the unit space)."""
+class DefendedAdapter:
+    """An attack adapter whose model is seen through input defences (in the unit space); every member
+    but ``forward`` is the wrapped adapter's."""
 
     def __init__(self, adapter: AttackAdapter, defences: Sequence[DefenceSpec]) -> None:
-        super().__init__(adapter)
+        self.adapter = adapter
         if not adapter.space.stateless:
             raise ConfigError(
                 "defences: need an input normalisation without per-image state (rgb, ct or unmasked zscore), "
@@ -191,6 +192,11 @@ class DefendedAdapter(AdapterView):
             )
         self.defences = list(defences)
         defended_forward(adapter.forward, self.defences)  # unknown names and parameters fail here
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "adapter":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.adapter, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, state = self.space.to_unit(x)
