@@ -391,6 +391,25 @@ def demo(
     typer.echo(f"report: {report}")
 
 
+def add_family_commands(cli: typer.Typer) -> None:
+    """The verbs a family adds beside the shared ones (``medsight degrade`` ...): each family package in
+    ``tasks.FAMILIES`` with a ``commands.py`` module has its ``register_commands(app)`` called. Only the
+    package folders are looked at here; a family is imported when it has such a module."""
+    import importlib
+    import importlib.util
+
+    from medsight.tasks import FAMILIES
+
+    for package in FAMILIES:
+        spec = importlib.util.find_spec(package)
+        folders = spec.submodule_search_locations if spec is not None else None
+        if folders and any((Path(folder) / "commands.py").is_file() for folder in folders):
+            importlib.import_module(f"{package}.commands").register_commands(cli)
+
+
+add_family_commands(app)
+
+
 def main() -> None:
     """Entry point with the one-line error contract."""
     from medsight.errors import MedsightError

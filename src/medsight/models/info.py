@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Family = Literal["segmentation", "classification", "detection", "registration", "generative", "energy"]
+Family = Literal[
+    "segmentation", "classification", "detection", "enhancement", "registration", "generative", "energy"
+]
 OutputKind = Literal["logits", "logit_map", "deep_supervision"]  # see medsight.models for their shapes
 PerAxis = int | tuple[int, int, int]  # one value for every axis, or one per axis (3D order; 2D: first two)
 
