@@ -102,6 +102,31 @@ def test_robustness_cli_defaults_into_the_run_folder_and_shows_in_its_report(run
     assert "accuracy under attack" in (run / "report.html").read_text()
 
 
+def test_natural_shift_report_without_attacks_by_the_cli(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shifts"
+    args = ["robustness", "--run", str(run), "--attack", "none", "--shifts", "gamma,noise", "--out", str(out)]
+    printed = subprocess.run(
+        [sys.executable, "-m", "medsight.cli.main", *args], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gamma severity 3" in printed
+    report = json.loads((out / "robustness.json").read_text())
+    assert report["results"] == [] and report["settings"]["shifts"] == ["gamma", "noise"]
+    assert [(r["shift"], r["severity"]) for r in report["shifts"]] == [
+        (s, k) for s in ("gamma", "noise") for k in (1, 2, 3)
+    ]
+    clean = report["clean"]["accuracy"]
+    assert all(0 <= r["metrics"]["accuracy"] <= 1 for r in report["shifts"]) and clean > 0.5
+    html = (out / "report.html").read_text()
+    assert "under natural shifts" in html and "under attack" not in html
+    assert (out / "metric_vs_shift.png").is_file() and not (out / "metric_vs_eps.png").exists()
+    with pytest.raises(subprocess.CalledProcessError):  # an unknown shift: a one-line error, exit 2
+        subprocess.run(
+            [sys.executable, "-m", "medsight.cli.main", "robustness", "--run", str(run), "--shifts", "sepia"],
+            capture_output=True,
+            check=True,
+        )
+
+
 def test_defences_and_randomised_smoothing_in_the_report(run: Path, tmp_path: Path) -> None:
     common = {"attacks": ["pgd"], "eps": ["48/255"], "steps": 5, "max_cases": 16, "detectors": False}
     bare = evaluate_robustness(run, out=tmp_path / "bare", **common)
@@ -231,6 +256,15 @@ def test_segmenter_robustness_matches_evaluate_and_is_seeded(
         first["metrics"],
         first["perturbation"],
     )  # the seed fixes the random starts
+
+
+def test_segmenter_under_a_rescale_scores_moved_labels(fundus: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run = fundus
+    report = evaluate_robustness(run, attacks=[], shifts=["scale"], split="test", out=tmp_path / "s")
+    dice = [r["metrics"]["dice"] for r in report["shifts"]]
+    clean = report["clean"]["dice"]
+    assert clean > 0.1 and all(0 <= d <= 1 for d in dice)
+    assert dice[0] > 0.3 * clean  # a 1.25x zoom, labels zoomed with it: far from zero overlap
 
 
 def test_segmenter_attack_writes_a_perturbed_picture(fundus: tuple[Path, Path], tmp_path: Path) -> None:

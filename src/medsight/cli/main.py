@@ -275,7 +275,9 @@ def attack(
 @app.command()
 def robustness(
     run: Annotated[Path, typer.Option(help="A run folder.")],
-    attack: Annotated[str | None, typer.Option(help="Comma-separated attacks (default fgsm,pgd).")] = None,
+    attack: Annotated[
+        str | None, typer.Option(help="Comma-separated attacks (default fgsm,pgd; none for no attack).")
+    ] = None,
     eps: Annotated[
         str | None, typer.Option(help="Comma-separated budgets (default 1/255,2/255,4/255,8/255).")
     ] = None,
@@ -292,9 +294,15 @@ def robustness(
         str | None, typer.Option(help="Certify randomised smoothing with this noise sigma (e.g. 64/255).")
     ] = None,
     smoothing_n: Annotated[int, typer.Option(help="Noisy copies per case for smoothing.")] = 1000,
+    shifts: Annotated[
+        str | None,
+        typer.Option(help="Natural shifts at 3 severities: all, or scale,gamma,colour,blur,noise,..."),
+    ] = None,
 ) -> None:
-    """Clean and attacked metrics per attack and epsilon, detector AUROC: robustness.json + report.html."""
+    """Clean and attacked metrics per attack and epsilon, detector AUROC, and with --shifts the metric
+    under natural shifts per severity: robustness.json + report.html."""
     from medsight.robustness.evaluate import DEFAULT_ATTACKS, DEFAULT_EPS, evaluate_robustness, parse_list
+    from medsight.robustness.shifts import parse_shifts
 
     report = evaluate_robustness(
         run,
@@ -309,12 +317,15 @@ def robustness(
         defences=parse_list(defence, ()) if defence else None,
         smoothing_sigma=smoothing,
         smoothing_n=smoothing_n,
+        shifts=parse_shifts(shifts) if shifts else None,
     )
     metric = report["metric"]
     typer.echo(f"clean {metric}: {report['clean'][metric]:.4f}")
     for r in report["results"]:
         det = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("detectors") or {}).items())
         typer.echo(f"{r['attack']:>10s} eps {r['eps']:>7s}: {metric} {r['metrics'][metric]:.4f}  {det}")
+    for r in report.get("shifts", []):
+        typer.echo(f"{r['shift']:>10s} severity {r['severity']}: {metric} {r['metrics'][metric]:.4f}")
     if "smoothing" in report:
         cert = ", ".join(f"r={k}: {v:.3f}" for k, v in report["smoothing"]["certified_accuracy"].items())
         typer.echo(f"smoothing sigma {report['smoothing']['sigma']:.4f}: certified accuracy {cert}")

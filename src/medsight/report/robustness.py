@@ -20,10 +20,13 @@ Section = tuple[str, str, str]
 MAGNIFY_TO = 0.5  # the perturbation is scaled so its largest value shows as half the grey range
 
 
-def metric_vs_eps_png(report: dict[str, Any]) -> bytes:
-    """The headline metric (accuracy or Dice) against epsilon, one line per attack, clean at 0."""
+def metric_vs_eps_png(report: dict[str, Any]) -> bytes | None:
+    """The headline metric (accuracy or Dice) against epsilon, one line per attack, clean at 0 (None
+    without attacks)."""
     from matplotlib.figure import Figure
 
+    if not report["results"]:
+        return None
     metric = report["metric"]
     fig = Figure(figsize=(5.5, 3.8), dpi=100)
     ax = fig.add_subplot()
@@ -38,6 +41,31 @@ def metric_vs_eps_png(report: dict[str, Any]) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{metric} under attack ({report['split']}, {report['cases']} cases)")
+    fig.tight_layout()
+    return _png_bytes(fig)
+
+
+def metric_vs_shift_png(report: dict[str, Any]) -> bytes | None:
+    """The headline metric against the severity of each natural shift, clean at 0 (None without shifts)."""
+    from matplotlib.figure import Figure
+
+    rows = report.get("shifts") or []
+    if not rows:
+        return None
+    metric = report["metric"]
+    fig = Figure(figsize=(5.5, 3.8), dpi=100)
+    ax = fig.add_subplot()
+    for shift in dict.fromkeys(r["shift"] for r in rows):
+        mine = [r for r in rows if r["shift"] == shift]
+        xs = [0] + [r["severity"] for r in mine]
+        ax.plot(xs, [report["clean"][metric]] + [r["metrics"][metric] for r in mine], marker="o", label=shift)
+    ax.set_xticks([0, 1, 2, 3], ["clean", "1", "2", "3"])
+    ax.set_xlabel("severity")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{metric} under natural shifts ({report['split']}, {report['cases']} cases)")
     fig.tight_layout()
     return _png_bytes(fig)
 
@@ -114,7 +142,11 @@ def robustness_sections(folder: Path) -> list[Section]:
     plot = folder / "metric_vs_eps.png"
     if plot.is_file():
         body += H.png_img(plot.read_bytes(), "metric vs eps")
-    sections: list[Section] = [("robustness", f"Robustness: {metric} under attack", body)]
+    sections: list[Section] = []
+    if report.get("results"):
+        sections.append(("robustness", f"Robustness: {metric} under attack", body))
+    if report.get("shifts"):
+        sections.append(("shifts", f"Robustness: {metric} under natural shifts", _shift_body(report, folder)))
     detectors = _detector_table(report)
     if detectors:
         sections.append(("detectors", "Detectors of adversarial inputs (AUROC)", detectors))
@@ -126,6 +158,24 @@ def robustness_sections(folder: Path) -> list[Section]:
         note += f"abstained on {H.fmt(smoothing.get('abstained'))} of the cases"
         sections.append(("smoothing", "Randomised smoothing", f"<p>{escape(note)}</p>{table}"))
     return sections
+
+
+def _shift_body(report: dict[str, Any], folder: Path) -> str:
+    """A table (shift x severity, with each severity's parameter) and the curve per shift."""
+    metric = report.get("metric", "accuracy")
+    clean = report.get("clean", {}).get(metric)
+    rows = [["clean", "-", "-", clean, "-"]]
+    for r in report["shifts"]:
+        value = r["metrics"].get(metric)
+        drop = clean - value if isinstance(clean, float) and isinstance(value, float) else None
+        rows.append([r["shift"], r["severity"], r["parameter"], value, drop])
+    intro = "Each shift at severities 1-3 (parameters in medsight.robustness.shifts); label maps move with "
+    intro += "the image under geometric shifts."
+    body = f"<p>{escape(intro)}</p>" + H.table(["shift", "severity", "parameter", metric, "drop"], rows)
+    plot = folder / "metric_vs_shift.png"
+    if plot.is_file():
+        body += H.png_img(plot.read_bytes(), "metric vs shift")
+    return body
 
 
 def _detector_table(report: dict[str, Any]) -> str:

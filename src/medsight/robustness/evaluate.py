@@ -1,7 +1,9 @@
 """`medsight robustness`: a run's split, clean and under each attack and epsilon, and how well
-detectors tell the attacked inputs from clean ones.
+detectors tell the attacked inputs from clean ones; with ``shifts``, also under natural shifts (another
+scanner's scale, contrast, colour, blur, noise, compression, bias field) at three severities.
 
 Writes into ``out`` (default ``RUN/robustness``): ``robustness.json``, ``metric_vs_eps.png``,
+``metric_vs_shift.png``,
 ``examples/<attack>.png`` (images, perturbations magnified, adversarial images) and ``report.html``.
 The run itself is only read: checkpoints, plan and data are left as they were.
 """
@@ -47,6 +49,7 @@ def evaluate_robustness(
     defences: list[str] | None = None,
     smoothing_sigma: str | float | None = None,
     smoothing_n: int = 1000,
+    shifts: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``run_dir`` on ``split`` clean and under every attack x epsilon; return robustness.json.
 
@@ -61,6 +64,8 @@ def evaluate_robustness(
             ``["median:kernel=3"]``; attacks differentiate through them (BPDA where needed).
         smoothing_sigma: also certify the classifier smoothed by Gaussian noise of this sigma (unit space,
             e.g. "64/255"), with ``smoothing_n`` noisy copies per case: certified accuracy per L2 radius.
+        shifts: natural shifts (``medsight.robustness.shifts.SHIFT_NAMES``) to score at each severity;
+            an empty ``attacks`` with shifts gives the natural-shift report alone.
     """
     for name in attacks:
         ATTACKS.get(name)  # unknown names fail before any work
@@ -86,6 +91,7 @@ def evaluate_robustness(
             "steps": steps,
             "seed": seed,
             "defences": list(defences or []),
+            "shifts": list(shifts or []),
         },
         "results": [],
     }
@@ -96,6 +102,8 @@ def evaluate_robustness(
     detector_fit = _DetectorFit(adapter, fit_batches, seed) if detectors and fit_batches else None
     out_dir = Path(out) if out is not None else run.path / "robustness"
     units = [space.to_unit(b.x) for b in adapter.batches]
+    if shifts:
+        report["shifts"] = _shift_results(adapter, units, shifts, seed)
     for name in attacks:
         for e in eps:
             attack = _held_out_universal(adapter, fit_batches) if name == "universal" else ATTACKS.get(name)
@@ -175,6 +183,34 @@ def _attack_split(
         "seconds": round(time.perf_counter() - started, 2),
     }
     return result, adversarial, outputs
+
+
+def _shift_results(
+    adapter: AttackAdapter, units: list[tuple[torch.Tensor, UnitState]], shifts: list[str], seed: int
+) -> list[dict[str, Any]]:
+    """The metrics of every batch under each shift and severity (dense targets moved with the image)."""
+    from medsight.robustness.shifts import SEVERITIES, apply_shift, move_target, parameter
+
+    rows = []
+    for name in shifts:
+        for severity in SEVERITIES:
+            generator = torch.Generator().manual_seed(seed)
+            shifted = []
+            for batch, (u, state) in zip(adapter.batches, units, strict=True):
+                x = adapter.space.from_unit(apply_shift(name, u, severity, generator), state)
+                y = move_target(name, batch.y, tuple(u.shape[2:]), severity)
+                shifted.append(Batch(x=x, y=y, case_ids=batch.case_ids))
+            metrics = adapter.score(_predict(adapter, [b.x for b in shifted]), shifted)
+            rows.append(
+                {
+                    "shift": name,
+                    "severity": severity,
+                    "parameter": parameter(name, severity),
+                    "metrics": metrics,
+                }
+            )
+            log.info("shift %s severity %d: %s %.4f", name, severity, adapter.metric, metrics[adapter.metric])
+    return rows
 
 
 RADII = (0.0, 0.25, 0.5, 1.0)  # L2, in unit-space units
@@ -308,19 +344,23 @@ def _write_examples(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 
 def _write(report: dict[str, Any], out_dir: Path) -> None:
     from medsight.report import build_report
-    from medsight.report.robustness import metric_vs_eps_png
+    from medsight.report.robustness import metric_vs_eps_png, metric_vs_shift_png
     from medsight.utils import atomic_write
 
     atomic_write_text(out_dir / "robustness.json", json.dumps(json_safe(report), indent=2))
-    png = metric_vs_eps_png(report)
-    atomic_write(out_dir / "metric_vs_eps.png", lambda tmp: tmp.write_bytes(png))
+    plots = {"metric_vs_eps.png": metric_vs_eps_png, "metric_vs_shift.png": metric_vs_shift_png}
+    for name, draw in plots.items():
+        if (png := draw(report)) is not None:
+            atomic_write(out_dir / name, lambda tmp, data=png: tmp.write_bytes(data))
     build_report(out_dir, title=f"Robustness · {report['run']} · {report['split']}")
 
 
 def parse_list(text: str | None, default: tuple[str, ...]) -> list[str]:
-    """``"pgd,fgsm"`` -> ["pgd", "fgsm"]; None -> the default."""
+    """``"pgd,fgsm"`` -> ["pgd", "fgsm"]; None -> the default; ``"none"`` -> []."""
     if text is None:
         return list(default)
+    if text.strip() == "none":
+        return []
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise ConfigError(f"expected a comma-separated list, got {text!r}")
