@@ -89,6 +89,7 @@ def resume(run_dir: str | Path) -> Path:
 
 def _train_run(run_dir: str | Path) -> Path:
     """Train (or continue) the run in ``run_dir``; rank 0 then evaluates and writes the report."""
+    from medsight.deploy.ood import fit_run_profile
     from medsight.engine.distributed import dist_info
     from medsight.report import build_report
 
@@ -96,6 +97,7 @@ def _train_run(run_dir: str | Path) -> Path:
     main = dist_info().is_main
     get_task(run.config.task).train(run, evaluate=main)
     if main:
+        fit_run_profile(run)  # what predictions are checked against: RUN/input_profile.json
         build_report(run.path)
     return run.path
 
@@ -137,7 +139,10 @@ def predict(
 
     With a run folder, DICOM inputs also get DICOM results where the task makes them (``dicom=None``:
     when possible; ``True``: required; ``False``: none): a DICOM SEG beside a series' label map, a
-    Comprehensive SR beside a classification CSV."""
+    Comprehensive SR beside a classification CSV.
+
+    Every input is checked against the training images (:mod:`medsight.deploy.ood`): ``ood.csv``
+    in ``output`` says which look unlike them and why, and the log warns about each."""
     if (run_dir is None) == (model is None):
         raise ConfigError(
             "predict: give exactly one of --run (a run folder) and --model (an export folder), "
@@ -145,18 +150,25 @@ def predict(
         )
     if input is None or output is None:
         raise ConfigError(f"predict: --input and --output are required (got input={input}, output={output})")
+    from medsight.deploy.ood import flag_inputs
     from medsight.io.batch import resolve_shard
 
     resolve_shard(shard)  # a bad --shard fails before a model is loaded
     if model is not None:
         from medsight.deploy.runtime import OnnxPredictor
 
-        return OnnxPredictor(model, tta=tta).predict_path(input, output, overwrite=overwrite, shard=shard)
-    from medsight.tasks.contract import PredictRequest
+        onnx = OnnxPredictor(model, tta=tta)
+        written = onnx.predict_path(input, output, overwrite=overwrite, shard=shard)
+        folder, in_channels = Path(model), onnx.plan.in_channels
+    else:
+        from medsight.tasks.contract import PredictRequest
 
-    run = open_run(run_dir)
-    request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom)
-    return get_task(run.config.task).predict(run, request)
+        run = open_run(run_dir)
+        request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom)
+        written = get_task(run.config.task).predict(run, request)
+        folder, in_channels = run.path, run.plan.in_channels
+    flag_inputs(folder, Path(input), Path(output), in_channels, shard)  # ood.csv beside the outputs
+    return written
 
 
 def export(

@@ -33,6 +33,10 @@ class DataConfig(_Strict):
         description="Use a single random split with this validation fraction instead of k folds.",
     )
     cache_dir: str | None = None
+    normal_class: str | None = Field(
+        default=None,
+        description="The class whose cases count as normal, for families that learn from normal cases only.",
+    )
     num_workers: int | None = Field(default=None, description="None: chosen from the number of cores.")
 
 

@@ -123,7 +123,11 @@ def classifier_onnx(classifier: Path, tmp_path_factory: pytest.TempPathFactory) 
 def test_export_writes_model_and_complete_spec(fundus_run: Path, fundus_onnx: Path) -> None:
     import onnx
 
-    assert sorted(p.name for p in fundus_onnx.iterdir()) == ["deploy.json", "model.onnx"]
+    assert sorted(p.name for p in fundus_onnx.iterdir()) == [
+        "deploy.json",
+        "input_profile.json",
+        "model.onnx",
+    ]
     onnx.checker.check_model(str(fundus_onnx / "model.onnx"))
     graph = onnx.load(str(fundus_onnx / "model.onnx")).graph
     dims = graph.input[0].type.tensor_type.shape.dim
@@ -292,7 +296,7 @@ def test_export_never_overwrites_unless_forced(classifier: Path, tmp_path: Path)
         api.export(classifier, "onnx", out)
     assert (out / "notes.txt").read_text() == "keep me"
     assert api.export(classifier, "onnx", out, force=True) == out
-    assert sorted(p.name for p in out.iterdir()) == ["deploy.json", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["deploy.json", "input_profile.json", "model.onnx"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import get_args
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ EXPECTED: dict[str, Callable[[torch.Tensor], tuple[int, ...]]] = {
     "logits": lambda x: (x.shape[0], CLASSES),
     "logit_map": lambda x: (x.shape[0], CLASSES, *x.shape[2:]),
     "deep_supervision": lambda x: (x.shape[0], CLASSES, *x.shape[2:]),  # train mode without the heads
+    "anchors": lambda x: (x.shape[0], ANY, CLASSES + 2 * (x.ndim - 2)),  # A anchors: set by the input size
 }
 CASES = [
     pytest.param(name, dims, id=f"{family}-{name}-{dims}d")

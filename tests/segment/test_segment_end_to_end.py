@@ -146,7 +146,7 @@ def test_cli_train_predict_evaluate(fundus: Path, tmp_path: Path) -> None:
         "predict", "--run", str(run), "--input", str(fundus / "imagesTs"), "--output", str(tmp_path / "p")
     )
     assert res.returncode == 0, res.stderr
-    assert len(list((tmp_path / "p").iterdir())) == 2
+    assert sorted(p.suffix for p in (tmp_path / "p").iterdir()) == [".csv", ".png", ".png"]  # + ood.csv
     res = _cli("evaluate", "--run", str(run), "--split", "test")
     assert res.returncode == 0, res.stderr
     assert "dice" in res.stdout

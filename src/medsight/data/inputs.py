@@ -35,7 +35,7 @@ def group_inputs(folder: Path, in_channels: int) -> dict[str, list[Path]]:
         DataError: ``folder`` missing, holding no readable image, or a case with the wrong number of
             channel files.
     """
-    if folder.is_file() or (folder.is_dir() and _is_dicom_folder(folder)):
+    if folder.is_file() or (folder.is_dir() and is_dicom_folder(folder)):
         return {split_suffix(folder)[0]: [folder]}
     if not folder.is_dir():
         raise DataError(f"{folder}: input not found")
@@ -71,7 +71,7 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def _is_dicom_folder(folder: Path) -> bool:
+def is_dicom_folder(folder: Path) -> bool:
     files = [p for p in folder.iterdir() if p.is_file() and not p.name.lower().endswith(".zip")]
     return (
         bool(files)

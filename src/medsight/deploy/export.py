@@ -124,8 +124,19 @@ def export_run(
             export_torchscript(export.network, export.example, tmp / FORMATS[format])
         spec = deploy_spec(run, export, format, opset)
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
+        _copy_input_profile(run.path, tmp)
     log.info("exported %s to %s", run.path.name, dest)
     return dest
+
+
+def _copy_input_profile(run: Path, dest: Path) -> None:
+    """The run's input profile travels with the export, so ``predict --model`` flags unusual inputs too."""
+    import shutil
+
+    from medsight.deploy.ood import PROFILE_FILE
+
+    if (run / PROFILE_FILE).is_file():
+        shutil.copy2(run / PROFILE_FILE, dest / PROFILE_FILE)
 
 
 def export_onnx(model: Any, example: Any, path: Path, opset: int) -> None:

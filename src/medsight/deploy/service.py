@@ -48,6 +48,7 @@ from medsight.deploy.serving import FILE_SUFFIXES, MEDIA_TYPES, ServedModel, loa
 from medsight.errors import ConfigError, DataError, MedsightError
 
 if TYPE_CHECKING:
+    from medsight.deploy.ood import InputProfile
     from medsight.io import Image
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,7 @@ class _Settings:
     token: str | None
     max_upload_bytes: int
     timeout_s: float
+    profile: InputProfile | None = None  # the run's training images, to flag unusual uploads
 
 
 def resolve_token(token: str | None, auth: bool = True) -> str | None:
@@ -234,7 +236,10 @@ def create_app(
         raise ConfigError(
             f"max_upload_bytes and timeout_s must be positive, got {max_upload_bytes} and {timeout_s}"
         )
+    from medsight.deploy.ood import InputProfile
+
     model = load_service_model(run_dir)
+    settings.profile = InputProfile.load(model.run.path)
     queue = InferenceQueue(workers, max_queue)
 
     @asynccontextmanager
@@ -368,7 +373,10 @@ async def _predict_upload(
         def job() -> dict[str, Any] | bytes:
             image = read_upload(path, settings.max_upload_bytes * UNZIP_FACTOR)
             model.check(image)
-            return model.predict(image, output, preview)
+            answer = model.predict(image, output, preview)
+            if isinstance(answer, dict) and settings.profile is not None:
+                answer["ood"] = settings.profile.check(image).to_dict()
+            return answer
 
         try:
             return await queue.run(job, settings.timeout_s)

@@ -52,11 +52,20 @@ class Mask(BaseModel):
     data: str = Field(description="the mask file, base64")
 
 
+class OutOfDistribution(BaseModel):
+    score: float = Field(description="the largest robust z of the image's descriptors against training")
+    flagged: bool = Field(description="unlike the training images (about 1% of similar images are)")
+    reason: str = Field(description="the descriptor furthest from the training images")
+
+
 class PredictBody(BaseModel):
     """What every JSON answer of ``POST /predict`` holds; a family's response model adds its fields."""
 
     task: str = Field(description="the task family of the model")
     preview: Preview | None = None
+    ood: OutOfDistribution | None = Field(
+        default=None, description="the image against the training images (runs trained with a profile)"
+    )
 
 
 class ServedModel(ABC):

@@ -13,7 +13,9 @@ Output kinds (:data:`OutputKind`):
   in train mode with ``deep_supervision=True``, a tensor ``(B, N_heads, C, *spatial)`` whose head 0
   is the full-resolution final output and the others are the deeper heads resized to the same size
   (MONAI DynUNet's behaviour); :func:`medsight.engine.inference.predict_with_deep_supervision_head`
-  picks head 0 from such an output (or from a list of heads).
+  picks head 0 from such an output (or from a list of heads);
+* ``"anchors"``: a tensor ``(B, A, K + 2 * dims)`` per anchor (detectors): K class logits, then the
+  box-regression codes; A depends on the input size.
 
 Example:
     >>> from medsight.models import build_model, model_names
@@ -100,6 +102,11 @@ def build_model(
         raise ConfigError(
             f"model {name!r}: spatial_dims must be one of {list(entry.info.dims)}, got {spatial_dims!r}"
         )
+    if deep_supervision and not entry.info.deep_supervision:
+        raise ConfigError(
+            f"model {name!r}: deep_supervision=True needs a model with deep-supervision heads; this one's "
+            f"output is {entry.info.output!r}"
+        )
     for field, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"model {name!r}: {field} must be a positive int, got {value!r}")
@@ -119,7 +126,10 @@ def build_model(
     )
 
 
+from medsight.models import anomaly as _anomaly  # noqa: E402,F401  (autoencoders, RBM, DBN, DBM)
 from medsight.models import classification as _classification  # noqa: E402,F401  (registers classifiers)
+from medsight.models import detection as _detection  # noqa: E402,F401  (registers detectors)
+from medsight.models import enhancement as _enhancement  # noqa: E402,F401  (registers enhancers)
 from medsight.models import segmentation as _segmentation  # noqa: E402,F401  (registers the builders)
 from medsight.models.segmentation import DynUNetTopology, dynunet_topology  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""What every task's plan shares: :class:`PlanBase` (save, load, overrides) and :class:`ChannelNorm`.
+"""What every task's plan shares: :class:`PlanBase` (save, load, overrides), :class:`ChannelNorm` and
+:class:`PhotoScale`.
 
 Each task family subclasses PlanBase in its own folder (``medsight.tasks.<name>.planning``).
 """
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medsight.errors import ConfigError
 
@@ -32,6 +33,16 @@ class ChannelNorm(BaseModel):
     use_mask: bool = False
 
 
+class PhotoScale(BaseModel):
+    """How photographs without a physical spacing are brought to the training scale
+    (:mod:`medsight.transforms.photo_scale`): each image is resampled so the size ``method`` measures
+    (its field-of-view diameter, or its longer side) equals ``reference_px``, the training median."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["fov-diameter", "image-size"]
+    reference_px: float = Field(gt=0)
+
+
 class PlanBase(BaseModel):
     """The fields every task's plan shares, and what every plan can do: save, load, and take
     ``--set plan.<field>=...`` overrides. Each task family subclasses it with its own fields.
@@ -46,7 +57,8 @@ class PlanBase(BaseModel):
         network: the registered model name (``medsight.models.MODELS``).
         network_kwargs: the options the network is built with.
         batch_size: samples per training step.
-        augment: random augmentation while training.
+        augment: the strength of random augmentation while training: 1 the planned default, 0 none, 2
+            twice the ranges (``true`` / ``false`` mean 1 / 0).
         tta: test-time augmentation at inference.
         reasons: why planning chose each field (``"set by the user"`` for overrides).
     """
@@ -62,9 +74,14 @@ class PlanBase(BaseModel):
     network: str
     network_kwargs: dict[str, Any] = Field(default_factory=dict)
     batch_size: int
-    augment: bool = True
+    augment: float = Field(default=1.0, ge=0, le=3)
     tta: bool = True
     reasons: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_strength(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, bool) else value
 
     @property
     def out_channels(self) -> int:

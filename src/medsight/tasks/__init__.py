@@ -13,6 +13,9 @@ from medsight.task_registry import TASKS
 FAMILIES = (
     "medsight.tasks.segment",
     "medsight.tasks.classify",
+    "medsight.tasks.anomaly",
+    "medsight.tasks.enhance",
+    "medsight.tasks.detect",
 )
 DEFAULT = "segment"  # the family a command uses when it is given none
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
+    from medsight.data.spec import Case
     from medsight.deploy.export import ExportSpec
     from medsight.deploy.serving import ServedModel
     from medsight.engine.contract import TrainableTask
@@ -125,6 +126,11 @@ class Task(Protocol):
     def attack_adapter(self, run: Run, split: str, max_cases: int | None = None) -> AttackAdapter: ...
 
     def file_attacker(self, run: Run) -> FileAttacker: ...
+
+    def fit_cases(self, run: Run) -> tuple[list[Case], list[Case]]:
+        """The (training, validation) cases the run trained and validated on (the input profile that
+        flags unusual inputs is fitted and calibrated on them; ``FamilyBase`` has the fold-based one)."""
+        ...
 
     def example(self, folder: Path) -> Example:
         """Write a tiny synthetic dataset of this family into the new folder ``folder``."""

@@ -1,6 +1,7 @@
 """What every task family does the same way: the deploy and attack verbs of the Task contract, answered
 by the family's own modules beside its family module (``deploy.py``: ``export_spec``, ``served_model``;
-``attack.py``: ``attack_adapter``, ``file_attacker``), imported only when a verb needs them.
+``attack.py``: ``attack_adapter``, ``file_attacker``), imported only when a verb needs them; and the
+run's (training, validation) cases for data with training cases and patient-level folds.
 
 A family subclasses :class:`FamilyBase` and writes those two modules; the paths are relative to the
 family's package, so a copy of the folder under another name uses its own modules.
@@ -13,6 +14,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from medsight.data.spec import Case
     from medsight.deploy.export import ExportSpec
     from medsight.deploy.serving import ServedModel
     from medsight.robustness.adapter import AttackAdapter, FileAttacker
@@ -37,3 +39,17 @@ class FamilyBase:
 
     def file_attacker(self, run: Run) -> FileAttacker:
         return self._own("attack").file_attacker(run)
+
+    def fit_cases(self, run: Run) -> tuple[list[Case], list[Case]]:
+        """The run's (training, validation) cases: its fold of the dataset's training cases (``data.fold``;
+        ``all``: no validation). Empty for data without a list of training :class:`Case` s."""
+        from medsight.data.spec import Case
+        from medsight.runs import fold_ids
+
+        data = self.load(run.config.data.dataset, run.config)  # type: ignore[attr-defined]
+        cases = list(getattr(data, "train", None) or [])
+        if not cases or not all(isinstance(c, Case) for c in cases):
+            return [], []
+        train_ids, val_ids = fold_ids(run, cases)
+        by_id = {c.case_id: c for c in cases}
+        return [by_id[i] for i in train_ids], [by_id[i] for i in val_ids]

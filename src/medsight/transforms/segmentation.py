@@ -10,6 +10,7 @@ Everything here is numpy/scipy (no torch): the PyTorch predictors and the torch-
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from medsight.planning.plan import ChannelNorm
 
 if TYPE_CHECKING:
     from medsight.tasks.segment.planning import Plan
+
+log = logging.getLogger(__name__)
 
 LARGE_OUTPUT = 64_000_000  # probability values above which restore() keeps float16
 
@@ -35,6 +38,7 @@ class Preprocessed:
     original_shape: tuple[int, ...]
     bbox: tuple[slice, ...]  # the crop inside the original grid
     cropped_shape: tuple[int, ...]
+    scale: float = 1.0  # photographs: the factor the image was resampled by to the training scale
 
 
 def nonzero_bbox(array: np.ndarray) -> tuple[slice, ...]:
@@ -130,7 +134,9 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     arr = image.array
     bbox = nonzero_bbox(arr) if plan.dim == 3 else tuple(slice(0, s) for s in image.shape)
     cropped = arr[(slice(None), *bbox)]
-    target = resample_shape(cropped.shape[1:], image.spacing, plan.target_spacing)
+    scale = _photo_scale(cropped, plan, case_id)
+    spacing = tuple(s * scale for s in image.spacing)
+    target = resample_shape(cropped.shape[1:], spacing, plan.target_spacing)
     norm = normalize(cropped, plan.normalization)
     img = resize(norm, target).astype(np.float32, copy=False)
     lab = None
@@ -138,7 +144,30 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
         lab_crop = label.array[(slice(None), *bbox)]
         lab = resize(lab_crop.astype(np.int16), target, labels=True)
         lab = lab.astype(np.uint8) if lab.max(initial=0) < 256 and lab.min(initial=0) >= 0 else lab
-    return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]))
+    return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]), scale)
+
+
+def _photo_scale(array: np.ndarray, plan: Plan, case_id: str) -> float:
+    """The plan's photograph scale factor for one image (1 without one), with a log line saying what
+    was done when it resamples the image noticeably."""
+    if plan.photo_scale is None:
+        return 1.0
+    from medsight.transforms.photo_scale import scale_factor
+
+    scale, size = scale_factor(array, plan.photo_scale)
+    method, reference = plan.photo_scale.method, plan.photo_scale.reference_px
+    if size is None:
+        log.warning("%s: no field of view found; predicted at the image's own scale", case_id or "image")
+    elif abs(scale - 1) > 0.05:
+        log.info(
+            "%s: %s %.0f px, resampled x%.2f to the training scale (%.0f px)",
+            case_id or "image",
+            method,
+            size,
+            scale,
+            reference,
+        )
+    return scale
 
 
 def restore(probabilities: np.ndarray, pre: Preprocessed, *, background: float = 1.0) -> np.ndarray:
@@ -204,31 +233,71 @@ def labels_to_regions(label: np.ndarray, regions: dict[str, list[int]]) -> np.nd
     return np.concatenate([np.isin(label, values) for values in regions.values()], axis=0).astype(np.float32)
 
 
+def is_photograph(plan: Plan) -> bool:
+    """2D colour photographs (every channel RGB-normalised): fundus, dermoscopy, endoscopy."""
+    return plan.dim == 2 and all(n.scheme == "rgb" for n in plan.normalization)
+
+
+def augmentation_summary(plan: Plan) -> str:
+    """What :func:`augmentation` does for ``plan``, for its reasons in plan.json."""
+    if not plan.augment:
+        return "no augmentation"
+    text = (
+        f"strength {plan.augment:g}: nnU-Net-like rotation, scale and aspect, flips, noise, blur, "
+        "brightness, contrast and gamma"
+    )
+    if plan.camera_augment:
+        text += (
+            "; another camera's look: per-channel colour gains and offsets (white balance), stronger "
+            "gamma, blur and sharpening"
+        )
+    return text
+
+
 def augmentation(plan: Plan, seed: int = 0) -> Any:
-    """nnU-Net-like augmentation from MONAI, applied to ``{"image", "label"}`` patches (plain tensors)."""
+    """nnU-Net-like augmentation from MONAI, applied to ``{"image", "label"}`` patches (plain tensors),
+    with another camera's look when ``plan.camera_augment``; ranges scale with ``plan.augment``."""
     from monai import transforms as T
 
     keys = ["image", "label"]
+    k = float(plan.augment)
     spatial_axes = list(range(plan.dim))
     ops = [
         T.RandAffined(
             keys,
             prob=0.2,
-            rotate_range=[0.26] * (1 if plan.dim == 2 else 3),
-            scale_range=[0.15] * plan.dim,
+            rotate_range=[0.26 * k] * (1 if plan.dim == 2 else 3),
+            scale_range=[0.15 * k] * plan.dim,
             mode=("bilinear", "nearest"),
             padding_mode="reflection",
         ),
-        T.RandGaussianNoised(["image"], prob=0.1, std=0.1),
+        T.RandGaussianNoised(["image"], prob=0.1, std=0.1 * k),
         T.RandGaussianSmoothd(
-            ["image"], prob=0.1, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)
+            ["image"], prob=0.1, sigma_x=(0.5 * k, k), sigma_y=(0.5 * k, k), sigma_z=(0.5 * k, k)
         ),
-        T.RandScaleIntensityd(["image"], factors=0.25, prob=0.15),
-        T.RandShiftIntensityd(["image"], offsets=0.1, prob=0.15),
-        T.RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=0.15),
-    ] + [T.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in spatial_axes]
+        T.RandScaleIntensityd(["image"], factors=0.25 * k, prob=0.15),
+        T.RandShiftIntensityd(["image"], offsets=0.1 * k, prob=0.15),
+        T.RandAdjustContrastd(["image"], gamma=(max(0.3, 1 - 0.3 * k), 1 + 0.5 * k), prob=0.15),
+    ]
+    if plan.camera_augment:
+        ops += _photograph_ops(k)
+    ops += [T.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in spatial_axes]
     if plan.dim == 2 and plan.patch_size[0] == plan.patch_size[1]:
         ops.append(T.RandRotate90d(keys, prob=0.5, spatial_axes=(0, 1)))
     compose = T.Compose(ops)
     compose.set_random_state(seed=seed)
     return compose
+
+
+def _photograph_ops(k: float) -> list[Any]:
+    """Another camera's look on normalised RGB patches: white balance (per-channel gain and offset),
+    gamma, softness and sharpening."""
+    from monai import transforms as T
+
+    return [
+        T.RandScaleIntensityd(["image"], factors=0.2 * k, prob=0.3, channel_wise=True),
+        T.RandShiftIntensityd(["image"], offsets=0.2 * k, prob=0.3, channel_wise=True),
+        T.RandAdjustContrastd(["image"], gamma=(max(0.3, 1 - 0.4 * k), 1 + 0.8 * k), prob=0.2),
+        T.RandGaussianSmoothd(["image"], prob=0.1, sigma_x=(0.5 * k, 1.5 * k), sigma_y=(0.5 * k, 1.5 * k)),
+        T.RandGaussianSharpend(["image"], prob=0.1),
+    ]

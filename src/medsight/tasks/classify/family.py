@@ -14,6 +14,7 @@ from medsight.tasks.family_base import FamilyBase
 if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.classification import ClassificationData
+    from medsight.data.spec import Case
     from medsight.metrics.table import MetricTable
     from medsight.runs import Run
     from medsight.tasks.classify.task import ClassifyTask
@@ -92,6 +93,11 @@ class ClassifyFamily(FamilyBase):
         from medsight.tasks.classify.explaining import explain_path
 
         return explain_path(run.path, input, output, method=method, target=target)
+
+    def fit_cases(self, run: Run) -> tuple[list[Case], list[Case]]:
+        from medsight.tasks.classify.pipeline import split_samples
+
+        return split_samples(run, self.load(run.config.data.dataset, run.config))
 
     def example(self, folder: Path) -> Example:
         from medsight.data.phantom_bars import make_bar_dataset

@@ -40,7 +40,7 @@ class SegmentFamily(FamilyBase):
     def plan(self, data: DatasetSpec, config: RunConfig, *, measure: bool = True) -> Plan:
         from medsight.data.validate import raise_on_issues
         from medsight.planning import device_budget, planning_budget
-        from medsight.tasks.segment.planning import plan_segmentation
+        from medsight.tasks.segment.planning import plan_photo_scale, plan_segmentation, with_augment_reason
 
         fp = self.fingerprint(data, config)
         raise_on_issues(fp.data_issues)
@@ -51,7 +51,8 @@ class SegmentFamily(FamilyBase):
             time_budget_s=planning_budget(config),
             overrides=config.plan,
         )
-        return plan.model_copy(update={"task": self.name})  # the family's registered name
+        plan = plan_photo_scale(data.train, plan, config.plan)
+        return plan.model_copy(update={"task": self.name, "reasons": with_augment_reason(plan)})
 
     def trainable(self, plan: Plan, train: TrainConfig) -> SegmentTask:
         from medsight.tasks.segment.task import SegmentTask

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from medsight.planning.budget import DeviceBudget, device_budget
-from medsight.planning.plan import ChannelNorm, PlanBase
+from medsight.planning.plan import ChannelNorm, PhotoScale, PlanBase
 from medsight.planning.search import StepProbe, WidthChoice, search_width
 
 DEFAULT_NETWORK = "dynunet"
@@ -60,6 +60,8 @@ class Plan(PlanBase):
     foreground_oversample: float = 0.33
     sliding_window_overlap: float = 0.5
     postprocess_lcc: bool = False
+    photo_scale: PhotoScale | None = None  # photographs: resample each image to the training scale
+    camera_augment: bool = False  # photographs: also another camera's white balance, gamma, sharpness
     fingerprint_summary: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -149,6 +151,40 @@ def plan_segmentation(
         fingerprint_summary=_summary(fp),
     )
     return plan.with_overrides(overrides)
+
+
+PHOTO_SAMPLE = 200  # training images measured to choose a photograph's scale reference
+
+
+def plan_photo_scale(cases: list[Any], plan: Plan, overrides: Mapping[str, Any]) -> Plan:
+    """``plan`` with :attr:`Plan.photo_scale` for 2D photographs without a physical spacing (every
+    channel RGB-normalised, a median spacing of 1 px): measured on up to PHOTO_SAMPLE training images.
+    Other data, and a user's ``plan.photo_scale``, are left as they are."""
+    from medsight.transforms.photo_scale import choose_method
+
+    photographs = plan.dim == 2 and all(n.scheme == "rgb" for n in plan.normalization)
+    unit_spacing = all(s == 1 for s in plan.fingerprint_summary.get("median_spacing", [1.0, 1.0]))
+    if "photo_scale" in overrides or not photographs or not unit_spacing or not cases:
+        return plan
+    step = max(1, len(cases) // PHOTO_SAMPLE)
+    method, reference, why = choose_method(case.read() for case in cases[::step][:PHOTO_SAMPLE])
+    reasons = {**plan.reasons, "photo_scale": f"{why} ({reference:.0f} px)"}
+    scale = PhotoScale(method=method, reference_px=round(reference, 2))
+    return plan.model_copy(update={"photo_scale": scale, "reasons": reasons})
+
+
+def with_augment_reason(plan: Plan) -> dict[str, str]:
+    """The plan's reasons with what its augmentation does (after the user's ``plan.augment``)."""
+    from medsight.transforms.segmentation import augmentation_summary, is_photograph
+
+    user = "set by the user; " if plan.reasons.get("augment") == "set by the user" else ""
+    reasons = {**plan.reasons, "augment": user + augmentation_summary(plan)}
+    if is_photograph(plan) and "camera_augment" not in reasons:
+        reasons["camera_augment"] = (
+            "off by default: another camera's look (colour, gamma, sharpness) is kept as a default only "
+            "once benchmarks/shift.py shows it helps without costing in-domain accuracy; set true to try"
+        )
+    return reasons
 
 
 def step_target(budget: DeviceBudget, dim: int, time_budget_s: float | None) -> float:

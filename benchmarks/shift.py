@@ -1,0 +1,208 @@
+"""Another camera on real data: a run's score on its test images under natural shifts, at file level.
+
+Usage (from the repo root, after `make setup`)::
+
+    .venv/bin/python benchmarks/shift.py drive --run runs/benchmarks/segment-drive-... --label before
+    .venv/bin/python benchmarks/shift.py drive --run runs/benchmarks/segment-drive-... --label after \
+        --photo-scale
+
+Each test image (and its reference and field-of-view mask) is changed as another camera would change it
+(rescaled by 1.5-1.8x, the usual resolution gap between fundus cameras; another white balance; gamma,
+contrast, blur, sensor noise, JPEG compression; a rescale together with a colour change) and predicted
+through the run's own predictor (its preprocessing, photo scale and TTA included), so what the planner
+does about scale is part of what is measured. Writes ``benchmarks/results/shift-<dataset>-<label>.json``
+with per-setting F1 / sensitivity / specificity inside the field of view (95% bootstrap CIs over images),
+and the out-of-distribution flag's rate on the clean images and its AUROC per shift (the run's
+``input_profile.json``, fitted from its training images when the run predates it).
+
+``--photo-scale`` predicts with the plan today's planner makes for the same run: the field-of-view scale
+(:mod:`medsight.transforms.photo_scale`) measured on the training images. On DRIVE, whose images all come
+from one camera, it leaves every training image as it is (each is within 5% of the median), so the
+network it would train is the very network of the run: only prediction changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medsight.data import load_dataset, read_case
+from medsight.data.reading import CaseData
+from medsight.deploy.ood import InputProfile, case_image, fit_profile
+from medsight.io import Image
+from medsight.metrics import bootstrap_ci, pixel_metrics
+from medsight.runs import open_run
+from medsight.tasks.segment.pipeline import load_model
+from medsight.tasks.segment.planning import plan_photo_scale
+from medsight.transforms.segmentation import resize
+from medsight.utils import atomic_write_text, cpu_count
+
+RESULTS = Path(__file__).parent / "results"
+WARM_CAMERA = (1.15, 0.92, 0.8)  # per-channel gains: a warmer white balance
+
+Shift = Callable[[np.ndarray], np.ndarray]  # (C, H, W) intensities 0..255 -> the same
+
+
+def rescale(factor: float) -> Callable[[np.ndarray, bool], np.ndarray]:
+    """The whole picture at ``factor`` times the pixels (a higher-resolution camera, same field)."""
+
+    def apply(array: np.ndarray, labels: bool) -> np.ndarray:
+        shape = tuple(round(s * factor) for s in array.shape[1:])
+        return resize(array.astype(np.float32), shape, labels=labels)
+
+    return apply
+
+
+def colour(array: np.ndarray) -> np.ndarray:
+    return array * np.asarray(WARM_CAMERA, dtype=np.float32).reshape(-1, 1, 1)
+
+
+def gamma(value: float) -> Shift:
+    return lambda a: 255 * (np.clip(a, 0, 255) / 255) ** value
+
+
+def contrast(factor: float) -> Shift:
+    return lambda a: a.mean() + (a - a.mean()) * factor
+
+
+def blur(sigma: float) -> Shift:
+    from scipy import ndimage
+
+    return lambda a: ndimage.gaussian_filter(a, (0, sigma, sigma))
+
+
+def noise(sd: float) -> Shift:
+    return lambda a: a + np.random.default_rng(0).normal(0, sd, a.shape)
+
+
+def jpeg(quality: int) -> Shift:
+    from PIL import Image as PILImage
+
+    def apply(a: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        pixels = np.moveaxis(np.clip(a, 0, 255).round().astype(np.uint8), 0, -1)
+        PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+        return np.moveaxis(np.asarray(PILImage.open(io.BytesIO(buffer.getvalue())), dtype=np.float32), -1, 0)
+
+    return apply
+
+
+def settings() -> dict[str, tuple[Shift | None, float | None]]:
+    """Name -> (intensity change or None, rescale factor or None)."""
+    return {
+        "clean": (None, None),
+        "rescale 1.5x": (None, 1.5),
+        "rescale 1.7x": (None, 1.7),
+        "rescale 1.8x": (None, 1.8),
+        "colour (warm camera)": (colour, None),
+        "gamma 1.6": (gamma(1.6), None),
+        "gamma 0.6": (gamma(0.6), None),
+        "contrast x0.6": (contrast(0.6), None),
+        "blur sigma 1.5": (blur(1.5), None),
+        "noise sd 8": (noise(8.0), None),
+        "jpeg q20": (jpeg(20), None),
+        "rescale 1.7x + colour": (colour, 1.7),
+    }
+
+
+def shifted_case(data: CaseData, shift: Shift | None, factor: float | None) -> CaseData:
+    """The case as another camera would show it: image, reference and field of view moved alike."""
+    image, label, roi = data.image.array, data.label.array, data.roi.array
+    if factor is not None:
+        move = rescale(factor)
+        image, label, roi = move(image, False), move(label, True), move(roi, True)
+    if shift is not None:
+        image = shift(image.astype(np.float32))
+    image = np.clip(image, 0, 255).astype(np.float32)
+    as_image = lambda a: Image.from_array(a)  # noqa: E731  (photographs: unit spacing)
+    return CaseData(data.case, as_image(image), as_image(label), as_image(roi))
+
+
+def ci(values: list[float]) -> dict[str, float]:
+    mean, low, high = bootstrap_ci(values)
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(values)}
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    run = open_run(args.run)
+    task, model = load_model(run)
+    spec = load_dataset(args.dataset)
+    if args.photo_scale:
+        task.plan = plan_photo_scale(spec.train, task.plan.model_copy(update={"photo_scale": None}), {})
+    profile = InputProfile.load(run.path) or fit_profile([case_image(c) for c in spec.train])
+    cases = [read_case(spec, c) for c in spec.test[: args.max_cases]]
+    table, seconds, ood = {}, {}, {}
+    for name, (shift, factor) in settings().items():
+        started = time.perf_counter()
+        rows = []
+        with torch.inference_mode():
+            for data in cases:
+                moved = shifted_case(data, shift, factor)
+                pred = task.predict(model, moved)
+                fov, ref = moved.roi.array[0] > 0, moved.label.array[0] == 1
+                rows.append(pixel_metrics(pred.probabilities, ref, roi=fov))
+                ood.setdefault(name, []).append(profile.check(moved.image))
+        table[name] = {k: ci([r[k] for r in rows]) for k in ("f1", "sensitivity", "specificity", "auc")}
+        seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name:24s} F1 {table[name]['f1']['mean']:.3f}  ({seconds[name]:.0f} s)", flush=True)
+    clean = table["clean"]["f1"]["mean"]
+    drops = {name: round(clean - row["f1"]["mean"], 4) for name, row in table.items() if name != "clean"}
+    return {
+        "run": run.path.name,
+        "plan": _plan_summary(run),
+        "table": table,
+        "f1_drop": drops,
+        "seconds": seconds,
+    }
+
+
+def _plan_summary(plan: Any) -> dict[str, Any]:
+    scale = plan.photo_scale.model_dump() if getattr(plan, "photo_scale", None) else None
+    return {
+        "augment": plan.augment,
+        "photo_scale": scale,
+        "reasons": {k: plan.reasons.get(k) for k in ("augment", "photo_scale")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dataset", choices=["drive"])
+    parser.add_argument("--run", type=Path, required=True, help="A trained run of the dataset.")
+    parser.add_argument("--label", default="after", help="Name of this result (before / after).")
+    parser.add_argument("--max-cases", type=int, default=None, help="Only the first N test images.")
+    parser.add_argument("--photo-scale", action="store_true", help="Predict with today's photo scale.")
+    args = parser.parse_args()
+    torch.set_num_threads(cpu_count())
+    started = time.perf_counter()
+    result = bench(args)
+    result.update(
+        {
+            "dataset": args.dataset,
+            "label": args.label,
+            "command": " ".join(["benchmarks/shift.py", *sys.argv[1:]]),
+            "machine": {"platform": platform.platform(), "cpus": cpu_count(), "torch": torch.__version__},
+            "date": datetime.now().isoformat(timespec="seconds"),
+            "wall_s": round(time.perf_counter() - started, 1),
+        }
+    )
+    path = RESULTS / f"shift-{args.dataset}-{args.label}.json"
+    atomic_write_text(path, json.dumps(result, indent=2))
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Loading enhancement data (folders, manifests, raw k-space) and the bad-input contract: a DataError or
+ConfigError that names the file, the field, what was expected and what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from medsight.data.degradations import parse_degradation
+from medsight.errors import ConfigError, DataError
+from medsight.io import Image, write_image
+from medsight.tasks.enhance.data import load_enhance_data, read_kspace, read_volume
+
+
+def _volume(path: Path, seed: int, shape: tuple[int, ...] = (24, 20, 3)) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_image(Image.from_array(rng.random(shape, dtype=np.float32)[None]), path)
+
+
+def test_folder_with_splits_and_subject_folders(tmp_path: Path) -> None:
+    _volume(tmp_path / "train" / "s1" / "t1.nii.gz", 0)
+    _volume(tmp_path / "train" / "s1" / "t2.nii.gz", 1)
+    _volume(tmp_path / "train" / "s2.nii.gz", 2, (30, 18, 2))
+    _volume(tmp_path / "test" / "s3.nii.gz", 3)
+    data = load_enhance_data(tmp_path)
+    assert data.kind == "images" and data.modality == "MR"
+    assert sorted(c.subject for c in data.train) == ["s1", "s1", "s2"]
+    assert [c.subject for c in data.test] == ["s3"]
+    assert data.max_plane == [30, 20]
+    assert read_volume(data.test[0]).shape == (3, 24, 20)  # slices along the last axis
+
+
+def test_manifest_of_pairs(tmp_path: Path) -> None:
+    _volume(tmp_path / "noisy.nii.gz", 0)
+    _volume(tmp_path / "clean.nii.gz", 1)
+    (tmp_path / "m.csv").write_text("image,target,patient_id,split\nnoisy.nii.gz,clean.nii.gz,p1,train\n")
+    data = load_enhance_data(tmp_path / "m.csv")
+    assert data.kind == "pairs" and data.train[0].target == tmp_path / "clean.nii.gz"
+    (tmp_path / "bad.csv").write_text("image,split\nmissing.nii.gz,train\n")
+    with pytest.raises(DataError, match=r"bad.csv: row 2: image: .*missing.nii.gz not found"):
+        load_enhance_data(tmp_path / "bad.csv")
+
+
+def test_raw_kspace_npy_and_h5(tmp_path: Path) -> None:
+    k = (np.random.default_rng(0).normal(size=(2, 16, 12)) * (1 + 1j)).astype(np.complex64)
+    np.save(tmp_path / "a.npy", k)
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f["kspace"] = k
+        f["mask"] = np.ones(12, dtype=np.uint8)
+    data = load_enhance_data(tmp_path)
+    assert data.kind == "kspace" and len(data.train) == 2 and data.max_plane == [16, 12]
+    got, mask = read_kspace(tmp_path / "b.h5")
+    np.testing.assert_array_equal(got, k)
+    assert mask is not None and mask.shape == (16, 12)
+
+
+def test_kspace_file_without_the_array(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f["image"] = np.zeros((4, 4))
+    with pytest.raises(DataError, match=r"c.h5: kspace: no 'kspace' array \(found image\)"):
+        read_kspace(tmp_path / "c.h5")
+    np.save(tmp_path / "real.npy", np.zeros((4, 4)))
+    with pytest.raises(DataError, match=r"real.npy: kspace: expected complex k-space, found dtype float64"):
+        read_kspace(tmp_path / "real.npy")
+
+
+def test_complex_and_nan_images_are_refused(tmp_path: Path) -> None:
+    from medsight.tasks.enhance.data import image_stack
+
+    with pytest.raises(
+        DataError, match=r"x.nii.gz: image: expected a real \(magnitude\) image, found complex"
+    ):
+        image_stack(np.ones((1, 4, 4), dtype=np.complex64), "x.nii.gz")
+    arr = np.ones((1, 4, 4), dtype=np.float32)
+    arr[0, 1, 1] = np.nan
+    with pytest.raises(DataError, match=r"y.png: image: 1 NaN/Inf value"):
+        image_stack(arr, "y.png")
+
+
+def test_bad_degradation_names_the_accepted_forms() -> None:
+    with pytest.raises(ConfigError, match=r"cannot read 'kspace:four'.*kspace:<N>x.*lowdose-ct:.*sr:<N>x"):
+        parse_degradation("kspace:four")
+
+
+def test_too_few_lines_for_the_acceleration_names_the_file(tmp_path: Path) -> None:
+    from medsight.tasks.enhance import degrade
+
+    _volume(tmp_path / "small.nii.gz", 0, (8, 8, 2))
+    with pytest.raises(DataError, match=r"small.nii.gz: image: 8 phase-encoding lines are too few for 8x"):
+        degrade(tmp_path / "small.nii.gz", tmp_path / "out.npy", "kspace:8x")
