@@ -5,6 +5,10 @@ Usage (from the repo root, after `make setup`)::
     .venv/bin/python benchmarks/shift.py drive --run runs/benchmarks/segment-drive-... --label before
     .venv/bin/python benchmarks/shift.py drive --run runs/benchmarks/segment-drive-... --label after \
         --photo-scale
+    .venv/bin/python benchmarks/shift.py drive --run ... --label ood --ood-only    # only the flag, no network
+
+``--tta off`` predicts without flip TTA (four times faster); ``--settings`` keeps only some settings
+(the clean one is always scored).
 
 Each test image (and its reference and field-of-view mask) is changed as another camera would change it
 (rescaled by 1.5-1.8x, the usual resolution gap between fundus cameras; another white balance; gamma,
@@ -140,31 +144,58 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     spec = load_dataset(args.dataset)
     if args.photo_scale:
         task.plan = plan_photo_scale(spec.train, task.plan.model_copy(update={"photo_scale": None}), {})
+    if args.tta is not None:
+        task.plan = task.plan.model_copy(update={"tta": args.tta == "on"})
     profile = InputProfile.load(run.path) or fit_profile([case_image(c) for c in spec.train])
+    profile_note = f"{profile.fitted_on} images, threshold {profile.threshold:.2f} ({profile.calibration})"
     cases = [read_case(spec, c) for c in spec.test[: args.max_cases]]
     table, seconds, ood = {}, {}, {}
-    for name, (shift, factor) in settings().items():
+    chosen = {k: v for k, v in settings().items() if args.settings is None or k in {"clean", *args.settings}}
+    for name, (shift, factor) in chosen.items():
         started = time.perf_counter()
         rows = []
         with torch.inference_mode():
             for data in cases:
                 moved = shifted_case(data, shift, factor)
-                pred = task.predict(model, moved)
-                fov, ref = moved.roi.array[0] > 0, moved.label.array[0] == 1
-                rows.append(pixel_metrics(pred.probabilities, ref, roi=fov))
-                ood.setdefault(name, []).append(profile.check(moved.image))
-        table[name] = {k: ci([r[k] for r in rows]) for k in ("f1", "sensitivity", "specificity", "auc")}
+                ood.setdefault(name, []).append(profile.check(moved.image).score)
+                if not args.ood_only:
+                    pred = task.predict(model, moved)
+                    fov, ref = moved.roi.array[0] > 0, moved.label.array[0] == 1
+                    rows.append(pixel_metrics(pred.probabilities, ref, roi=fov))
         seconds[name] = round(time.perf_counter() - started, 1)
-        print(f"{name:24s} F1 {table[name]['f1']['mean']:.3f}  ({seconds[name]:.0f} s)", flush=True)
+        if rows:
+            table[name] = {k: ci([r[k] for r in rows]) for k in ("f1", "sensitivity", "specificity", "auc")}
+            print(f"{name:24s} F1 {table[name]['f1']['mean']:.3f}  ({seconds[name]:.0f} s)", flush=True)
+    if args.ood_only:
+        return {"run": run.path.name, "ood": ood_summary(ood, profile.threshold), "profile": profile_note}
     clean = table["clean"]["f1"]["mean"]
     drops = {name: round(clean - row["f1"]["mean"], 4) for name, row in table.items() if name != "clean"}
     return {
         "run": run.path.name,
-        "plan": _plan_summary(run),
+        "tta": task.plan.tta,
+        "plan": _plan_summary(task.plan),
         "table": table,
         "f1_drop": drops,
+        "ood": ood_summary(ood, profile.threshold),
+        "profile": profile_note,
         "seconds": seconds,
     }
+
+
+def ood_summary(scores: dict[str, list[float]], threshold: float) -> dict[str, dict[str, float]]:
+    """Per setting: the share of images the flag raises, and its AUROC at telling them from clean ones."""
+    from sklearn.metrics import roc_auc_score
+
+    clean = np.nan_to_num(np.array(scores["clean"]), posinf=1e9)
+    out = {}
+    for name, values in scores.items():
+        shifted = np.nan_to_num(np.array(values), posinf=1e9)
+        row = {"flagged": round(float(np.mean(shifted > threshold)), 4)}
+        if name != "clean":
+            truth = np.r_[np.zeros(len(clean)), np.ones(len(shifted))]
+            row["auroc"] = round(float(roc_auc_score(truth, np.r_[clean, shifted])), 4)
+        out[name] = row
+    return out
 
 
 def _plan_summary(plan: Any) -> dict[str, Any]:
@@ -185,6 +216,11 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="Name of this result (before / after).")
     parser.add_argument("--max-cases", type=int, default=None, help="Only the first N test images.")
     parser.add_argument("--photo-scale", action="store_true", help="Predict with today's photo scale.")
+    parser.add_argument("--ood-only", action="store_true", help="Only the out-of-distribution flag.")
+    parser.add_argument("--tta", choices=["on", "off"], default=None, help="Override the plan's flip TTA.")
+    parser.add_argument(
+        "--settings", nargs="+", default=None, choices=list(settings()), help="Only these settings."
+    )
     args = parser.parse_args()
     torch.set_num_threads(cpu_count())
     started = time.perf_counter()

@@ -40,7 +40,23 @@ _EXPORTS = {
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if not name.startswith("_"):
+        found = _family_api(name)
+        if found is not None:
+            return found
     raise AttributeError(f"module 'medsight' has no attribute {name!r}")
+
+
+def _family_api(name: str) -> Any:
+    """A function a task family's package lists in its ``API`` tuple (e.g. a family's one-call verb),
+    found by importing the families only when a name is not one of the exports above."""
+    from medsight.tasks import FAMILIES
+
+    for module in FAMILIES:
+        package = importlib.import_module(module)
+        if name in getattr(package, "API", ()):
+            return getattr(package, name)
+    return None
 
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

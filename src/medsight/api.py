@@ -126,6 +126,7 @@ def predict(
     overwrite: bool = False,
     shard: str | tuple[int, int] | None = None,
     dicom: bool | None = None,
+    reference: str | Path | None = None,
 ) -> list[Path]:
     """Run a trained model on every image under ``input``, writing what the run's task writes into
     ``output`` (segmentation: label maps in the input's geometry and format; classification: one CSV
@@ -141,6 +142,9 @@ def predict(
     when possible; ``True``: required; ``False``: none): a DICOM SEG beside a series' label map, a
     Comprehensive SR beside a classification CSV.
 
+    ``reference`` is an image the run's task needs beside every input, where it takes one (a
+    registration run: the fixed image, default its atlas); an export folder uses the run's own.
+
     Every input is checked against the training images (:mod:`medsight.deploy.ood`): ``ood.csv``
     in ``output`` says which look unlike them and why, and the log warns about each."""
     if (run_dir is None) == (model is None):
@@ -154,6 +158,8 @@ def predict(
     from medsight.io.batch import resolve_shard
 
     resolve_shard(shard)  # a bad --shard fails before a model is loaded
+    if model is not None and reference is not None:
+        raise ConfigError("predict: --reference is used with --run; an export folder uses its run's own")
     if model is not None:
         from medsight.deploy.runtime import OnnxPredictor
 
@@ -164,7 +170,8 @@ def predict(
         from medsight.tasks.contract import PredictRequest
 
         run = open_run(run_dir)
-        request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom)
+        ref = Path(reference) if reference is not None else None
+        request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom, ref)
         written = get_task(run.config.task).predict(run, request)
         folder, in_channels = run.path, run.plan.in_channels
     flag_inputs(folder, Path(input), Path(output), in_channels, shard)  # ood.csv beside the outputs

@@ -38,6 +38,14 @@ class DataConfig(_Strict):
         description="The class whose cases count as normal, for families that learn from normal cases only.",
     )
     num_workers: int | None = Field(default=None, description="None: chosen from the number of cores.")
+    synthetic: str | None = Field(
+        default=None,
+        description="A run folder whose family makes labelled samples (a class-conditional generator): "
+        "they join the training split only.",
+    )
+    synthetic_ratio: float = Field(
+        default=1.0, ge=0, description="Synthetic training samples per real training sample (data.synthetic)."
+    )
 
 
 class AdversarialConfig(_Strict):

@@ -24,6 +24,7 @@ EXPECTED: dict[str, Callable[[torch.Tensor], tuple[int, ...]]] = {
     "logit_map": lambda x: (x.shape[0], CLASSES, *x.shape[2:]),
     "deep_supervision": lambda x: (x.shape[0], CLASSES, *x.shape[2:]),  # train mode without the heads
     "anchors": lambda x: (x.shape[0], ANY, CLASSES + 2 * (x.ndim - 2)),  # A anchors: set by the input size
+    "any_map": lambda x: (x.shape[0], CLASSES, *[ANY] * (x.ndim - 2)),  # spatial size set by the network
 }
 CASES = [
     pytest.param(name, dims, id=f"{family}-{name}-{dims}d")

@@ -103,6 +103,7 @@ def test_augmentation_strength_and_another_cameras_look() -> None:
     )
     default = augmentation(plan).transforms
     camera = augmentation(plan.model_copy(update={"camera_augment": True})).transforms
+
     def channel_gains(transforms: list) -> list:
         return [t for t in transforms if isinstance(t, T.RandScaleIntensityd) and t.scaler.channel_wise]
 

@@ -137,6 +137,15 @@ def predict(
             "Default: written when possible; --dicom makes them required.",
         ),
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            "--fixed",
+            help="An image the task needs beside each input (registration: the fixed image; "
+            "default the run's atlas).",
+        ),
+    ] = None,
 ) -> None:
     """Predict with a trained run (--run) or an exported model (--model): what the run's task writes
     (label maps in the input's geometry, a CSV of class probabilities ...). DICOM inputs also get DICOM
@@ -146,7 +155,15 @@ def predict(
     from medsight import api
 
     for path in api.predict(
-        run, input, output, model=model, tta=tta, overwrite=overwrite, shard=shard, dicom=dicom
+        run,
+        input,
+        output,
+        model=model,
+        tta=tta,
+        overwrite=overwrite,
+        shard=shard,
+        dicom=dicom,
+        reference=reference,
     ):
         typer.echo(str(path))
 

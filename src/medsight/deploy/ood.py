@@ -1,14 +1,18 @@
 """Is an input unlike the training data? A profile of the training images, and a flag with its reason.
 
 At the end of training the run's training images are described (size and spacing per axis, and per
-channel the 0.5th, 50th and 99.5th intensity percentiles and the standard deviation) and the profile is
-saved as ``RUN/input_profile.json``: per descriptor the training median and a robust spread (1.4826 x
-the median absolute deviation, floored so that identical training images still allow small changes: a
-tenth in size or spacing, 2% of the intensity span or level). An input's score is its largest robust z
-over the descriptors; the flag's threshold is the 99th percentile of the scores of the validation images (the
-training images where the run has no validation split), and never below ``MIN_THRESHOLD``, so about 1%
-of inputs like the validation images are flagged. The reason names the descriptor furthest out:
-``"intensity 99.5th percentile of channel 0 3.1x the training median"``.
+channel the 0.5th, 50th and 99.5th intensity percentiles, the standard deviation and the fine detail:
+the log of the mean absolute Laplacian, which sensor noise raises and blur or heavy compression move)
+and the profile is saved as ``RUN/input_profile.json``: per descriptor the training median and a robust
+spread (the larger of 1.4826 x the median absolute deviation and the 10-90% inter-quantile range / 2.563,
+both robust estimates of one standard deviation; the second still sees the spread of a descriptor that is
+saturated in most images, such as the 99.5th percentile of a photograph's red channel), floored so that
+identical training images still allow small changes: a tenth in size, spacing or detail, 2% of the
+intensity span or level. An input's score is its largest robust z over the descriptors; the flag's
+threshold is the 99th percentile of the scores of the validation images (where the run has no validation
+split, of each training image against the profile of the others: leave-one-out), and never below
+``MIN_THRESHOLD``, so about 1% of inputs like the validation images are flagged. The reason names the
+descriptor furthest out: ``"intensity 99.5th percentile of channel 0 3.1x the training median"``.
 
 What it does not promise: an input that passes is not thereby like the training data in every way that
 matters (the descriptors see sizes and intensity statistics, not anatomy), and a flagged input may still
@@ -46,9 +50,10 @@ log = logging.getLogger(__name__)
 PROFILE_FILE = "input_profile.json"
 FLAG_QUANTILE = 0.99  # of the calibration scores: about 1% of in-distribution inputs flagged
 MIN_THRESHOLD = 3.5  # robust z: never flag closer than this, however tight the calibration
-GEOMETRY_FLOOR = math.log(1.1)  # a tenth in size or spacing is one robust unit at least
+GEOMETRY_FLOOR = math.log(1.1)  # a tenth in size, spacing or detail is one robust unit at least
 INTENSITY_FLOOR = 0.02  # of the training intensity span (median p99.5 - median p0.5)
-MAX_VALUES = 4_000_000  # voxels per channel the intensity statistics are taken over
+MAX_VALUES = 4_000_000  # voxels per channel the intensity statistics (and the detail) are taken over
+DECILE_SD = 2.563  # the 10-90% inter-quantile range of a normal distribution, in standard deviations
 PERCENTILES = {"p0.5": 0.5, "p50": 50.0, "p99.5": 99.5}
 WORDS = {
     "p0.5": "0.5th percentile",
@@ -56,6 +61,7 @@ WORDS = {
     "p99.5": "99.5th percentile",
     "std": "standard deviation",
 }
+LOG_KINDS = ("size", "spacing", "detail")  # descriptors stored as logs: compared as ratios
 
 
 @dataclass
@@ -72,7 +78,7 @@ class OODResult:
 
 def describe_image(image: Image) -> dict[str, float]:
     """The descriptors of one image: ``size i`` / ``spacing i`` (logs) per axis, and per channel ``c``
-    ``p0.5 c``, ``p50 c``, ``p99.5 c`` and ``std c`` of its intensities."""
+    ``p0.5 c``, ``p50 c``, ``p99.5 c`` and ``std c`` of its intensities and ``detail c`` (a log)."""
     out = {f"size {i}": math.log(s) for i, s in enumerate(image.shape)}
     out |= {f"spacing {i}": math.log(max(s, 1e-6)) for i, s in enumerate(image.spacing)}
     for c in range(image.channels):
@@ -84,7 +90,19 @@ def describe_image(image: Image) -> dict[str, float]:
         for name, q in PERCENTILES.items():
             out[f"{name} {c}"] = float(np.percentile(values, q))
         out[f"std {c}"] = float(values.std())
+        out[f"detail {c}"] = fine_detail(np.asarray(image.array[c], dtype=np.float32))
     return out
+
+
+def fine_detail(channel: np.ndarray) -> float:
+    """The log of the mean absolute Laplacian of one channel (its central block of at most MAX_VALUES
+    voxels, so big volumes cost no more): high-frequency energy, raised by noise, lowered by blur."""
+    from scipy import ndimage
+
+    side = max(3, int(MAX_VALUES ** (1 / channel.ndim)))
+    block = tuple(slice(max(0, (n - side) // 2), max(0, (n - side) // 2) + side) for n in channel.shape)
+    values = np.nan_to_num(channel[block], nan=0.0, posinf=0.0, neginf=0.0)
+    return math.log(float(np.mean(np.abs(ndimage.laplace(values)))) + 1e-6)
 
 
 class InputProfile(BaseModel):
@@ -97,7 +115,7 @@ class InputProfile(BaseModel):
     threshold: float
     fitted_on: int
     calibrated_on: int
-    calibration: str  # "validation" or "training (no validation split)"
+    calibration: str  # "validation" or "training, leave-one-out (no validation split)"
 
     def scores(self, descriptors: dict[str, float]) -> np.ndarray:
         missing = [n for n in self.names if n not in descriptors]
@@ -122,6 +140,9 @@ class InputProfile(BaseModel):
         kind, _, index = name.partition(" ")
         if kind in ("size", "spacing"):
             what = f"{kind} along axis {index}"
+            return f"{what} {math.exp(value - median):.2f}x the training median (robust z {z:.1f})"
+        if kind == "detail":
+            what = f"fine detail (mean absolute Laplacian) of channel {index}"
             return f"{what} {math.exp(value - median):.2f}x the training median (robust z {z:.1f})"
         what = f"intensity {WORDS[kind]} of channel {index}"
         if abs(median) > 1e-6 and value / median > 0:
@@ -158,24 +179,42 @@ def fit_profile(fit: Iterable[Image], calibration: Iterable[Image] | None = None
         raise ConfigError("input profile: no training images to describe")
     names = sorted(set.intersection(*(set(r) for r in rows)))
     table = np.array([[r[n] for n in names] for r in rows])
+    profile = _profile_of(names, table)
+    held_out = [describe_image(im) for im in calibration] if calibration is not None else []
+    if held_out:
+        scores = [float(profile.scores(r).max()) for r in held_out]
+    else:
+        scores = _leave_one_out_scores(names, table, rows)
+    threshold = max(MIN_THRESHOLD, float(np.quantile(scores, FLAG_QUANTILE)))
+    source = "validation" if held_out else "training, leave-one-out (no validation split)"
+    return profile.model_copy(
+        update={"threshold": threshold, "calibrated_on": len(scores), "calibration": source}
+    )
+
+
+def _leave_one_out_scores(names: list[str], table: np.ndarray, rows: list[dict[str, float]]) -> list[float]:
+    """The score of each training image against the profile of the others (0 for a lone image)."""
+    if len(rows) < 2:
+        return [0.0]
+    return [
+        float(_profile_of(names, np.delete(table, i, axis=0)).scores(r).max()) for i, r in enumerate(rows)
+    ]
+
+
+def _profile_of(names: list[str], table: np.ndarray) -> InputProfile:
+    """Median and robust spread of each descriptor (a column of ``table``), not yet calibrated."""
     median = np.median(table, axis=0)
-    spread = 1.4826 * np.median(np.abs(table - median), axis=0)
-    spread = np.maximum(spread, _floors(names, median))
-    profile = InputProfile(
+    mad = 1.4826 * np.median(np.abs(table - median), axis=0)
+    low, high = np.quantile(table, [0.1, 0.9], axis=0) if len(table) > 1 else (median, median)
+    spread = np.maximum.reduce([mad, (high - low) / DECILE_SD, _floors(names, median)])
+    return InputProfile(
         names=names,
         median=median.tolist(),
         spread=spread.tolist(),
         threshold=MIN_THRESHOLD,
-        fitted_on=len(rows),
+        fitted_on=len(table),
         calibrated_on=0,
         calibration="",
-    )
-    held_out = [describe_image(im) for im in calibration] if calibration is not None else []
-    scores = [float(profile.scores(r).max()) for r in (held_out or rows)]
-    threshold = max(MIN_THRESHOLD, float(np.quantile(scores, FLAG_QUANTILE)))
-    source = "validation" if held_out else "training (no validation split)"
-    return profile.model_copy(
-        update={"threshold": threshold, "calibrated_on": len(scores), "calibration": source}
     )
 
 
@@ -186,7 +225,7 @@ def _floors(names: list[str], median: np.ndarray) -> np.ndarray:
     floors = []
     for name in names:
         kind, _, channel = name.partition(" ")
-        if kind in ("size", "spacing"):
+        if kind in LOG_KINDS:
             floors.append(GEOMETRY_FLOOR)
             continue
         span = abs(by_name.get(f"p99.5 {channel}", 1.0) - by_name.get(f"p0.5 {channel}", 0.0))

@@ -15,7 +15,9 @@ Output kinds (:data:`OutputKind`):
   (MONAI DynUNet's behaviour); :func:`medsight.engine.inference.predict_with_deep_supervision_head`
   picks head 0 from such an output (or from a list of heads);
 * ``"anchors"``: a tensor ``(B, A, K + 2 * dims)`` per anchor (detectors): K class logits, then the
-  box-regression codes; A depends on the input size.
+  box-regression codes; A depends on the input size;
+* ``"any_map"``: a tensor ``(B, C, *spatial)`` whose spatial size the network sets (a generator's
+  picture from a latent map, a PatchGAN's patch logits).
 
 Example:
     >>> from medsight.models import build_model, model_names
@@ -130,7 +132,9 @@ from medsight.models import anomaly as _anomaly  # noqa: E402,F401  (autoencoder
 from medsight.models import classification as _classification  # noqa: E402,F401  (registers classifiers)
 from medsight.models import detection as _detection  # noqa: E402,F401  (registers detectors)
 from medsight.models import enhancement as _enhancement  # noqa: E402,F401  (registers enhancers)
+from medsight.models import registration as _registration  # noqa: E402,F401  (VoxelMorph U-Net)
 from medsight.models import segmentation as _segmentation  # noqa: E402,F401  (registers the builders)
+from medsight.models import synthesis as _synthesis  # noqa: E402,F401  (GAN generators, discriminators)
 from medsight.models.segmentation import DynUNetTopology, dynunet_topology  # noqa: E402
 
 __all__ = [

@@ -20,7 +20,9 @@ from typing import Any, Literal
 Family = Literal[
     "segmentation", "classification", "detection", "enhancement", "registration", "generative", "energy"
 ]
-OutputKind = Literal["logits", "logit_map", "deep_supervision", "anchors"]  # shapes: see medsight.models
+OutputKind = Literal[
+    "logits", "logit_map", "deep_supervision", "anchors", "any_map"
+]  # shapes: see medsight.models
 PerAxis = int | tuple[int, int, int]  # one value for every axis, or one per axis (3D order; 2D: first two)
 
 

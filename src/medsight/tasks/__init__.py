@@ -16,6 +16,8 @@ FAMILIES = (
     "medsight.tasks.anomaly",
     "medsight.tasks.enhance",
     "medsight.tasks.detect",
+    "medsight.tasks.register",
+    "medsight.tasks.synthesize",
 )
 DEFAULT = "segment"  # the family a command uses when it is given none
 

@@ -58,6 +58,7 @@ class PredictRequest:
     overwrite: bool = False
     shard: str | tuple[int, int] | None = None
     dicom: bool | None = None  # DICOM results for DICOM inputs: None when possible, True required
+    reference: Path | None = None  # an image the task needs beside each input (e.g. a fixed image)
 
 
 @dataclass

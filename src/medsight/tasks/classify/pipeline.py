@@ -89,9 +89,11 @@ def train_classification(run: Run, evaluate: bool = True) -> None:
     """Train the run's classifier; then (``evaluate``) choose thresholds and score validation."""
     from medsight.engine import Trainer
     from medsight.engine.distributed import dist_info
+    from medsight.tasks.classify.synthetic import synthetic_samples
 
     data = load_run_data(run)
     train, val = split_samples(run, data)
+    train = train + synthetic_samples(run, train, data.class_names)  # data.synthetic: training only
     task = ClassifyTask(run.plan, run.config.train)
     trainer = Trainer(task, run.config.train, run.path)
     model = task.build_model()
