@@ -49,8 +49,14 @@ def __getattr__(name: str) -> Any:
 
 def _family_api(name: str) -> Any:
     """A function a task family's package lists in its ``API`` tuple (e.g. a family's one-call verb),
-    found by importing the families only when a name is not one of the exports above."""
+    found by importing the families only when a name is not one of the exports above nor a submodule
+    (``from medsight import api`` asks for ``api`` here before it imports the submodule)."""
+    import importlib.util
+
     from medsight.tasks import FAMILIES
+
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return None
 
     for module in FAMILIES:
         package = importlib.import_module(module)
