@@ -21,10 +21,9 @@ from medsight.tasks.family_base import FamilyBase
 if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.classification import ClassificationData
-    from medsight.metrics.table import MetricTable
     from medsight.runs import Run
     from medsight.tasks.anomaly.task import AnomalyTask
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
 
 
 @dataclass
@@ -76,16 +75,6 @@ class AnomalyFamily(FamilyBase):
         from medsight.tasks.anomaly.pipeline import train_anomaly
 
         train_anomaly(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.anomaly.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.anomaly.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         from medsight.errors import ConfigError

@@ -15,10 +15,9 @@ if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.classification import ClassificationData
     from medsight.data.spec import Case
-    from medsight.metrics.table import MetricTable
     from medsight.runs import Run
     from medsight.tasks.classify.task import ClassifyTask
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
 
 
 @dataclass
@@ -78,16 +77,6 @@ class ClassifyFamily(FamilyBase):
         from medsight.tasks.classify.pipeline import train_classification
 
         train_classification(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.classify.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.classify.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         from medsight.tasks.classify.explaining import explain_path

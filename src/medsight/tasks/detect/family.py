@@ -16,9 +16,8 @@ if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.boxes import BoxData
     from medsight.data.spec import Case
-    from medsight.metrics.table import MetricTable
     from medsight.runs import Run
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
     from medsight.tasks.detect.task import DetectTask
 
 
@@ -92,16 +91,6 @@ class DetectFamily(FamilyBase):
         from medsight.tasks.detect.pipeline import train_detection
 
         train_detection(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.detect.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.detect.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         from medsight.errors import ConfigError

@@ -16,9 +16,8 @@ from medsight.tasks.family_base import FamilyBase
 if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.spec import Case
-    from medsight.metrics.table import MetricTable
     from medsight.runs import Run
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
     from medsight.tasks.enhance.data import EnhanceCase, EnhanceData
     from medsight.tasks.enhance.task import EnhanceTask
 
@@ -78,16 +77,6 @@ class EnhanceFamily(FamilyBase):
         from medsight.tasks.enhance.pipeline import train_enhancement
 
         train_enhancement(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.enhance.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.enhance.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         raise ConfigError(

@@ -17,10 +17,9 @@ if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.spec import Case
     from medsight.deploy.serving import ServedModel
-    from medsight.metrics.table import MetricTable
     from medsight.robustness.adapter import AttackAdapter, FileAttacker
     from medsight.runs import Run
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
     from medsight.tasks.register.data import RegisterData
     from medsight.tasks.register.task import RegisterTask
 
@@ -79,16 +78,6 @@ class RegisterFamily(FamilyBase):
         from medsight.tasks.register.pipeline import train_registration
 
         train_registration(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.register.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.register.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         raise ConfigError(

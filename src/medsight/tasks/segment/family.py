@@ -14,9 +14,8 @@ if TYPE_CHECKING:
     from medsight.config import RunConfig, TrainConfig
     from medsight.data.fingerprint import Fingerprint
     from medsight.data.spec import DatasetSpec
-    from medsight.metrics.table import MetricTable
     from medsight.runs import Run
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import Example, Section
     from medsight.tasks.segment.task import SegmentTask
 
 
@@ -64,16 +63,6 @@ class SegmentFamily(FamilyBase):
         from medsight.tasks.segment.pipeline import train_segmentation
 
         train_segmentation(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.segment.predictor import predict_request
-
-        return predict_request(run, request)
-
-    def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
-        from medsight.tasks.segment.pipeline import evaluate_request
-
-        return evaluate_request(run, request)
 
     def explain(self, run: Run, input: Path, output: Path, *, method: str, target: str | None) -> list[Path]:
         raise ConfigError(

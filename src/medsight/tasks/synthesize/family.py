@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from medsight.data.spec import Case
     from medsight.metrics.table import MetricTable
     from medsight.runs import Run
-    from medsight.tasks.contract import EvaluateRequest, Example, PredictRequest, Section
+    from medsight.tasks.contract import EvaluateRequest, Example, Section
     from medsight.tasks.synthesize.data import SynthesisData
     from medsight.tasks.synthesize.task import SynthesisTask
 
@@ -78,11 +78,6 @@ class SynthesizeFamily(FamilyBase):
         from medsight.tasks.synthesize.pipeline import train_synthesis
 
         train_synthesis(run, evaluate=evaluate)
-
-    def predict(self, run: Run, request: PredictRequest) -> list[Path]:
-        from medsight.tasks.synthesize.predictor import predict_request
-
-        return predict_request(run, request)
 
     def evaluate(self, run: Run, request: EvaluateRequest) -> MetricTable:
         from medsight.tasks.synthesize.evaluation import evaluate_request
