@@ -6,6 +6,11 @@ Usage (from the repo root, after `make setup`)::
     .venv/bin/python benchmarks/shift.py drive --run runs/benchmarks/segment-drive-... --label after \
         --photo-scale
     .venv/bin/python benchmarks/shift.py drive --run ... --label ood --ood-only    # only the flag, no network
+    .venv/bin/python benchmarks/shift.py report --runs RUN1 RUN2 RUN3 --label pneumoniamnist
+
+``report`` gathers the natural-shift report of each run (``medsight robustness --run RUN --shifts all
+--attack none``, its ``RUN/robustness/robustness.json``) into one table: the task's metrics per shift and
+severity, mean and sd over the runs (seeds).
 
 ``--tta off`` predicts without flip TTA (four times faster); ``--settings`` keeps only some settings
 (the clean one is always scored).
@@ -43,6 +48,7 @@ import torch
 
 from medsight.data import load_dataset, read_case
 from medsight.data.reading import CaseData
+from medsight.deploy.feature_profile import FeatureCheck, feature_profile, network_view
 from medsight.deploy.ood import InputProfile, case_image, fit_profile
 from medsight.io import Image
 from medsight.metrics import bootstrap_ci, pixel_metrics
@@ -59,11 +65,18 @@ Shift = Callable[[np.ndarray], np.ndarray]  # (C, H, W) intensities 0..255 -> th
 
 
 def rescale(factor: float) -> Callable[[np.ndarray, bool], np.ndarray]:
-    """The whole picture at ``factor`` times the pixels (a higher-resolution camera, same field)."""
+    """The whole picture at ``factor`` times the pixels (a higher-resolution camera, same field). Label
+    maps (the reference, the field of view) are resampled as nnU-Net resamples segmentations: each label's
+    mask linearly, then the label of the largest value; nearest-neighbour sampling would give a 1-2 px
+    vessel the staircase edges of an enlarged pixel grid, which no annotation at the new resolution has."""
 
     def apply(array: np.ndarray, labels: bool) -> np.ndarray:
         shape = tuple(round(s * factor) for s in array.shape[1:])
-        return resize(array.astype(np.float32), shape, labels=labels)
+        if not labels:
+            return resize(array.astype(np.float32), shape)
+        values = np.unique(array)
+        masks = np.stack([resize((array == v).astype(np.float32), shape)[0] for v in values])
+        return values[np.argmax(masks, axis=0)][None].astype(array.dtype)
 
     return apply
 
@@ -148,8 +161,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         task.plan = task.plan.model_copy(update={"tta": args.tta == "on"})
     profile = InputProfile.load(run.path) or fit_profile([case_image(c) for c in spec.train])
     profile_note = f"{profile.fitted_on} images, threshold {profile.threshold:.2f} ({profile.calibration})"
+    features = feature_check(run, spec)
+    features_note = f"{len(features.profile.layers)} layers, threshold {features.threshold:.2f}"
     cases = [read_case(spec, c) for c in spec.test[: args.max_cases]]
-    table, seconds, ood = {}, {}, {}
+    table, seconds, ood, feats = {}, {}, {}, {}
     chosen = {k: v for k, v in settings().items() if args.settings is None or k in {"clean", *args.settings}}
     for name, (shift, factor) in chosen.items():
         started = time.perf_counter()
@@ -158,6 +173,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             for data in cases:
                 moved = shifted_case(data, shift, factor)
                 ood.setdefault(name, []).append(profile.check(moved.image).score)
+                feats.setdefault(name, []).append(features.score(moved.image))
                 if not args.ood_only:
                     pred = task.predict(model, moved)
                     fov, ref = moved.roi.array[0] > 0, moved.label.array[0] == 1
@@ -166,8 +182,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         if rows:
             table[name] = {k: ci([r[k] for r in rows]) for k in ("f1", "sensitivity", "specificity", "auc")}
             print(f"{name:24s} F1 {table[name]['f1']['mean']:.3f}  ({seconds[name]:.0f} s)", flush=True)
+    flags = flag_summaries(ood, profile.threshold, feats, features.threshold)
+    notes = {"profile": profile_note, "feature_profile": features_note + f" ({features.profile.calibration})"}
     if args.ood_only:
-        return {"run": run.path.name, "ood": ood_summary(ood, profile.threshold), "profile": profile_note}
+        return {"run": run.path.name, **flags, **notes}
     clean = table["clean"]["f1"]["mean"]
     drops = {name: round(clean - row["f1"]["mean"], 4) for name, row in table.items() if name != "clean"}
     return {
@@ -176,9 +194,36 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "plan": _plan_summary(task.plan),
         "table": table,
         "f1_drop": drops,
-        "ood": ood_summary(ood, profile.threshold),
-        "profile": profile_note,
+        **flags,
+        **notes,
         "seconds": seconds,
+    }
+
+
+def feature_check(run: Any, spec: Any) -> FeatureCheck:
+    """The run's feature check, or (a run that predates feature profiles) one fitted now on its training
+    images with leave-one-out calibration, as training would have fitted it."""
+    saved = FeatureCheck.load(run)
+    if saved is not None:
+        return saved
+    view = network_view(run)
+    fitted = feature_profile(view, [case_image(c) for c in spec.train], None)
+    return FeatureCheck(view, fitted)
+
+
+def flag_summaries(
+    ood: dict[str, list[float]], threshold: float, feats: dict[str, list[float]], feature_threshold: float
+) -> dict[str, Any]:
+    """The flag on image statistics, on the network's features, and both together (either beyond its
+    threshold; ranked by the larger of score / threshold)."""
+    both = {
+        name: [max(a / threshold, b / feature_threshold) for a, b in zip(ood[name], feats[name], strict=True)]
+        for name in ood
+    }
+    return {
+        "ood": ood_summary(ood, threshold),
+        "ood_features": ood_summary(feats, feature_threshold),
+        "ood_combined": ood_summary(both, 1.0),
     }
 
 
@@ -198,6 +243,25 @@ def ood_summary(scores: dict[str, list[float]], threshold: float) -> dict[str, d
     return out
 
 
+def shift_report(runs: list[Path]) -> dict[str, Any]:
+    """Mean and sd over ``runs`` of each metric, clean and per shift and severity, from their reports."""
+    reports = [json.loads((run / "robustness" / "robustness.json").read_text()) for run in runs]
+    rows: dict[str, list[dict[str, float]]] = {"clean": [r["clean"] for r in reports]}
+    for report in reports:
+        for row in report["shifts"]:
+            key = f"{row['shift']} {row['severity']} ({row['parameter']:g})"
+            rows.setdefault(key, []).append(row["metrics"])
+    table = {key: {m: _mean_sd([v[m] for v in values]) for m in values[0]} for key, values in rows.items()}
+    return {"runs": [run.name for run in runs], "cases": reports[0]["cases"], "table": table}
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(float(np.mean(values)), 4),
+        "sd": round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else 0.0,
+    }
+
+
 def _plan_summary(plan: Any) -> dict[str, Any]:
     scale = plan.photo_scale.model_dump() if getattr(plan, "photo_scale", None) else None
     return {
@@ -211,8 +275,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", choices=["drive"])
-    parser.add_argument("--run", type=Path, required=True, help="A trained run of the dataset.")
+    parser.add_argument("dataset", choices=["drive", "report"])
+    parser.add_argument("--run", type=Path, help="A trained run of the dataset.")
+    parser.add_argument("--runs", type=Path, nargs="+", help="report: runs with a natural-shift report.")
     parser.add_argument("--label", default="after", help="Name of this result (before / after).")
     parser.add_argument("--max-cases", type=int, default=None, help="Only the first N test images.")
     parser.add_argument("--photo-scale", action="store_true", help="Predict with today's photo scale.")
@@ -224,7 +289,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(cpu_count())
     started = time.perf_counter()
-    result = bench(args)
+    if (args.run if args.dataset == "drive" else args.runs) is None:
+        parser.error("drive needs --run RUN; report needs --runs RUN ...")
+    result = bench(args) if args.dataset == "drive" else shift_report(args.runs)
     result.update(
         {
             "dataset": args.dataset,
@@ -235,7 +302,8 @@ def main() -> None:
             "wall_s": round(time.perf_counter() - started, 1),
         }
     )
-    path = RESULTS / f"shift-{args.dataset}-{args.label}.json"
+    name = args.label if args.dataset == "report" else f"{args.dataset}-{args.label}"
+    path = RESULTS / f"shift-{name}.json"
     atomic_write_text(path, json.dumps(result, indent=2))
     print(path)
 

@@ -165,7 +165,7 @@ def predict(
 
         onnx = OnnxPredictor(model, tta=tta)
         written = onnx.predict_path(input, output, overwrite=overwrite, shard=shard)
-        folder, in_channels = Path(model), onnx.plan.in_channels
+        folder, in_channels, checked_run = Path(model), onnx.plan.in_channels, None
     else:
         from medsight.tasks.contract import PredictRequest
 
@@ -173,8 +173,8 @@ def predict(
         ref = Path(reference) if reference is not None else None
         request = PredictRequest(Path(input), Path(output), tta, overwrite, shard, dicom, ref)
         written = get_task(run.config.task).predict(run, request)
-        folder, in_channels = run.path, run.plan.in_channels
-    flag_inputs(folder, Path(input), Path(output), in_channels, shard)  # ood.csv beside the outputs
+        folder, in_channels, checked_run = run.path, run.plan.in_channels, run
+    flag_inputs(folder, Path(input), Path(output), in_channels, shard, checked_run)  # ood.csv beside them
     return written
 
 

@@ -125,6 +125,9 @@ def test_segmentation_json_has_mask_labels_and_areas(client: TestClient, image_p
     vessel = body["volumes"]["vessel"]
     assert vessel["voxels"] == int((mask == 1).sum()) and vessel["unit"] == "mm2"
     assert "preview" not in body
+    # the upload against the training images: their statistics, and the network's features of them
+    assert set(body["ood"]) == {"score", "flagged", "reason", "feature_score"}
+    assert body["ood"]["feature_score"] > 0 and isinstance(body["ood"]["flagged"], bool)
 
 
 def test_mask_as_a_file_png_or_nifti(client: TestClient, image_png: bytes, tmp_path: Path) -> None:

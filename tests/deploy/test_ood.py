@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from medsight import api
+from medsight.deploy.feature_profile import FEATURES_FILE
 from medsight.deploy.ood import MIN_THRESHOLD, PROFILE_FILE, InputProfile, fit_profile
 from medsight.io import Image
 from testkit import CLASSIFY_QUICK
@@ -113,7 +114,7 @@ def test_profile_round_trip(profile: InputProfile, tmp_path: Path) -> None:
 def test_a_trained_run_flags_unusual_inputs_in_predict_and_after_export(tmp_path: Path) -> None:
     data = medmnist_like(tmp_path / "bars.npz", n=(96, 48, 16))
     run = api.train(data, task="classify", overrides=CLASSIFY_QUICK, out=tmp_path / "runs", measure=False)
-    assert (run / PROFILE_FILE).is_file()
+    assert (run / PROFILE_FILE).is_file() and (run / FEATURES_FILE).is_file()
     pics = class_folders(tmp_path / "pics", n=4, size=28)
     from PIL import Image as PILImage
 
@@ -130,3 +131,5 @@ def test_a_trained_run_flags_unusual_inputs_in_predict_and_after_export(tmp_path
         )  # 3x the pixels, each spread over 9: its fine detail is what stands out
         assert "fine detail" in zoomed["reason"] and ratio(zoomed["reason"]) < 0.5
         assert sum(r["flagged"] == "True" for r in rows.values()) == 1
+        # the network's features are read from a run; ONNX Runtime has no hooks on its layers
+        assert all((r["feature_score"] != "") == (name == "run") for r in rows.values())

@@ -80,8 +80,11 @@ def test_the_segment_planner_measures_photographs(tmp_path: Path) -> None:
     plan = family.plan(family.load(data, cfg), cfg, measure=False)
     assert plan.photo_scale is not None and plan.photo_scale.method == "fov-diameter"
     assert "field of view" in plan.reasons["photo_scale"]
-    cfg_off = load_config(None, ["plan.photo_scale=null"], task="segment", data={"dataset": str(data)})
-    assert family.plan(family.load(data, cfg_off), cfg_off, measure=False).photo_scale is None
+    assert plan.camera_augment and "measured on DRIVE" in plan.reasons["camera_augment"]
+    overrides = ["plan.photo_scale=null", "plan.camera_augment=false"]
+    cfg_off = load_config(None, overrides, task="segment", data={"dataset": str(data)})
+    off = family.plan(family.load(data, cfg_off), cfg_off, measure=False)
+    assert off.photo_scale is None and not off.camera_augment
 
 
 def test_augmentation_strength_and_another_cameras_look() -> None:

@@ -14,6 +14,10 @@ split, of each training image against the profile of the others: leave-one-out),
 ``MIN_THRESHOLD``, so about 1% of inputs like the validation images are flagged. The reason names the
 descriptor furthest out: ``"intensity 99.5th percentile of channel 0 3.1x the training median"``.
 
+Where the run's family puts images on its network's grid, the network's own view is checked too
+(:mod:`medsight.deploy.feature_profile`: a Mahalanobis distance on its features, ``feature_score``), and an
+input is flagged when either check flags it (:class:`InputCheck`).
+
 What it does not promise: an input that passes is not thereby like the training data in every way that
 matters (the descriptors see sizes and intensity statistics, not anatomy), and a flagged input may still
 be predicted well. It is a warning to look, not a verdict.
@@ -41,6 +45,7 @@ from medsight.errors import ConfigError
 
 if TYPE_CHECKING:
     from medsight.data.spec import Case
+    from medsight.deploy.feature_profile import FeatureCheck
     from medsight.io import Image
     from medsight.io.batch import ShardLike
     from medsight.runs import Run
@@ -71,9 +76,55 @@ class OODResult:
     score: float
     flagged: bool
     reason: str
+    feature_score: float | None = None  # the network's features (:mod:`medsight.deploy.feature_profile`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_features(self, score: float, threshold: float) -> OODResult:
+        """This image-statistics result and the network's feature score together: flagged when either is
+        beyond its threshold, the reason naming the features when they alone flag it."""
+        score = round(score, 3) if math.isfinite(score) else float("inf")
+        beyond = not score <= threshold
+        if beyond and not self.flagged:
+            ratio = score / threshold if threshold > 0 else float("inf")
+            reason = f"the network's features {ratio:.1f}x the flag threshold (Mahalanobis); {self.reason}"
+        elif beyond:
+            reason = f"{self.reason}; the network's features too"
+        else:
+            reason = self.reason
+        return OODResult(self.score, self.flagged or beyond, reason, score)
+
+
+class InputCheck:
+    """What ``predict`` and ``serve`` check each input with: the image profile of a run or an export, and
+    the network's feature profile where a run (not an export) has one."""
+
+    def __init__(self, profile: InputProfile, features: FeatureCheck | None = None) -> None:
+        self.profile, self.features = profile, features
+
+    @classmethod
+    def load(cls, folder: Path, run: Run | None = None) -> InputCheck | None:
+        """The check saved in ``folder`` (a run, given as ``run`` too, or an export); None without one."""
+        from medsight.deploy.feature_profile import FeatureCheck
+
+        profile = InputProfile.load(folder)
+        if profile is None:
+            return None
+        return cls(profile, FeatureCheck.load(run) if run is not None else None)
+
+    def check(self, image: Image) -> OODResult:
+        from medsight.errors import MedsightError
+
+        result = self.profile.check(image)
+        if self.features is None or not math.isfinite(result.score):
+            return result
+        try:
+            score = self.features.score(image)
+        except MedsightError as exc:  # an image the network cannot take: its statistics still speak
+            log.warning("network features not checked: %s", exc)
+            return result
+        return result.with_features(score, self.features.threshold)
 
 
 def describe_image(image: Image) -> dict[str, float]:
@@ -240,7 +291,9 @@ MAX_FIT_IMAGES = 300  # training (and validation) images described for a profile
 
 def fit_run_profile(run: Run) -> Path | None:
     """Describe the run's training images (calibrated on its validation cases) into
-    ``RUN/input_profile.json``; None, logged, when the run's family gives no training cases."""
+    ``RUN/input_profile.json``, and the network's features of them into ``RUN/input_features.npz``;
+    None, logged, when the run's family gives no training cases."""
+    from medsight.deploy.feature_profile import fit_feature_profile
     from medsight.task_registry import get_task
 
     train, val = get_task(run.config.task).fit_cases(run)
@@ -256,6 +309,7 @@ def fit_run_profile(run: Run) -> Path | None:
         profile.threshold,
         profile.calibration,
     )
+    fit_feature_profile(run, fit, calibration)  # RUN/input_features.npz, where the family has a network view
     return profile.save(run.path)
 
 
@@ -270,15 +324,21 @@ def case_image(case: Case) -> Image:
 
 
 def flag_inputs(
-    folder: Path, input: Path, output: Path, in_channels: int, shard: ShardLike = None
+    folder: Path,
+    input: Path,
+    output: Path,
+    in_channels: int,
+    shard: ShardLike = None,
+    run: Run | None = None,
 ) -> Path | None:
-    """Check every input of a prediction against the profile in ``folder`` (a run or an export): a log
-    line for each flagged input, and ``ood.csv`` (case, score, flagged, reason) in the output folder
-    (beside an output file: ``<name>.ood.csv``; a shard I/N: ``ood-I-of-N.csv``). None without a profile."""
+    """Check every input of a prediction against the profile in ``folder`` (a run, given as ``run`` too
+    for its network's features, or an export): a log line for each flagged input, and ``ood.csv`` (case,
+    score, flagged, reason, feature_score) in the output folder (beside an output file:
+    ``<name>.ood.csv``; a shard I/N: ``ood-I-of-N.csv``). None without a profile."""
     from medsight.errors import MedsightError
     from medsight.io.batch import resolve_shard
 
-    profile = InputProfile.load(folder)
+    profile = InputCheck.load(folder, run)
     if profile is None:
         return None
     part = resolve_shard(shard)
@@ -331,7 +391,9 @@ def _write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
     from medsight.utils import atomic_write_text
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["case", "score", "flagged", "reason"], lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=["case", "score", "flagged", "reason", "feature_score"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     if (

@@ -48,7 +48,7 @@ from medsight.deploy.serving import FILE_SUFFIXES, MEDIA_TYPES, ServedModel, loa
 from medsight.errors import ConfigError, DataError, MedsightError
 
 if TYPE_CHECKING:
-    from medsight.deploy.ood import InputProfile
+    from medsight.deploy.ood import InputCheck
     from medsight.io import Image
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class _Settings:
     token: str | None
     max_upload_bytes: int
     timeout_s: float
-    profile: InputProfile | None = None  # the run's training images, to flag unusual uploads
+    profile: InputCheck | None = None  # the run's training images, to flag unusual uploads
 
 
 def resolve_token(token: str | None, auth: bool = True) -> str | None:
@@ -236,10 +236,10 @@ def create_app(
         raise ConfigError(
             f"max_upload_bytes and timeout_s must be positive, got {max_upload_bytes} and {timeout_s}"
         )
-    from medsight.deploy.ood import InputProfile
+    from medsight.deploy.ood import InputCheck
 
     model = load_service_model(run_dir)
-    settings.profile = InputProfile.load(model.run.path)
+    settings.profile = InputCheck.load(model.run.path, model.run)
     queue = InferenceQueue(workers, max_queue)
 
     @asynccontextmanager

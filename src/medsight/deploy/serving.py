@@ -56,6 +56,10 @@ class OutOfDistribution(BaseModel):
     score: float = Field(description="the largest robust z of the image's descriptors against training")
     flagged: bool = Field(description="unlike the training images (about 1% of similar images are)")
     reason: str = Field(description="the descriptor furthest from the training images")
+    feature_score: float | None = Field(
+        default=None,
+        description="the network's features against training (Mahalanobis), where a run has them",
+    )
 
 
 class PredictBody(BaseModel):

@@ -111,7 +111,12 @@ class AttackAdapter(Protocol):
 
 @runtime_checkable
 class FileAttacker(Protocol):
-    """How ``medsight attack`` attacks one image file of a run's task, against the model's own answer."""
+    """How ``medsight attack`` attacks one image file of a run's task, against the model's own answer.
+
+    Where it also has ``model`` (the network) and ``network_input(image)`` (the image on the network's
+    grid, normalised, (N, C, *spatial): N tiles of one image, or 1), the out-of-distribution flag reads the
+    network's features of each input through them (:mod:`medsight.deploy.feature_profile`).
+    """
 
     @property
     def space(self) -> InputSpace:

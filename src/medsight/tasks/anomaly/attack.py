@@ -85,7 +85,8 @@ class AnomalyFiles:
         self.model = Scorer(model, run.plan).eval()
         self.space = InputSpace(run.plan.normalization)
 
-    def _input(self, image: Image) -> torch.Tensor:
+    def network_input(self, image: Image) -> torch.Tensor:
+        """The image resized and normalised as the network takes it, (1, C, *plan size)."""
         from medsight.tasks.anomaly.outputs import input_array
 
         return torch.from_numpy(input_array(image.array.astype(np.float32), self.run.plan))[None]
@@ -97,14 +98,14 @@ class AnomalyFiles:
 
     def answer(self, image: Image) -> str:
         with torch.inference_mode():
-            return self._answer(self.model(self._input(image)))
+            return self._answer(self.model(self.network_input(image)))
 
     def perturbation(
         self, image: Image, attack_fn: Attack, eps: float, steps: int, generator: torch.Generator
     ) -> tuple[str, np.ndarray]:
         from medsight.transforms.segmentation import resize
 
-        x = self._input(image)
+        x = self.network_input(image)
         with torch.inference_mode():
             outputs = self.model(x)
         threshold = self.run.plan.threshold

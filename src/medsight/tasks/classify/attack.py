@@ -78,12 +78,12 @@ class ClassifierFiles:
 
     def answer(self, image: Image) -> str:
         with torch.inference_mode():
-            return self._answer(self.model(self._input(image)).float())
+            return self._answer(self.model(self.network_input(image)).float())
 
     def perturbation(
         self, image: Image, attack_fn: Attack, eps: float, steps: int, generator: torch.Generator
     ) -> tuple[str, np.ndarray]:
-        x = self._input(image)
+        x = self.network_input(image)
         with torch.inference_mode():
             logits = self.model(x).float()
         own = (logits > 0).float() if self.task.multilabel else logits.argmax(dim=1)  # the model's answer
@@ -93,7 +93,8 @@ class ClassifierFiles:
         )
         return self._answer(logits), _resized(delta, image.array.shape[1:])
 
-    def _input(self, image: Image) -> torch.Tensor:
+    def network_input(self, image: Image) -> torch.Tensor:
+        """The image resized and normalised as the network takes it, (1, C, *plan size)."""
         from medsight.transforms.classification import to_input
 
         return to_input(image.array.astype(np.float32), self.run.plan)[None]

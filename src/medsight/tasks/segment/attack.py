@@ -96,6 +96,15 @@ class SegmenterFiles:
         )
         return self.answer(image), restore(delta.numpy(), pre, background=0.0)
 
+    def network_input(self, image: Image) -> torch.Tensor:
+        """The image on the plan's grid, normalised, as tiles of the plan's patch size (N, C, *patch):
+        up to two per axis in 2D, evenly spread over the image (one, central, in 3D), zero-padded where the
+        image is smaller than a patch."""
+        from medsight.transforms.segmentation import preprocess
+
+        pre = preprocess(image, None, self.run.plan)
+        return torch.from_numpy(patch_tiles(pre.image, self.run.plan.patch_size, 2 if image.ndim == 2 else 1))
+
     def _own_answer(self, x: torch.Tensor) -> torch.Tensor:
         """The model's clean segmentation of ``x`` as a training target: what the attack moves away from."""
         from medsight.tasks.segment.sampler import training_target
@@ -107,6 +116,28 @@ class SegmenterFiles:
             probs = torch.sigmoid(logits) if plan.regions else logits.softmax(1)
         labels = to_label_map(probs[0].numpy(), plan.label_values, plan.regions)[None]
         return torch.from_numpy(training_target(labels, plan))[None]
+
+
+def patch_tiles(image: np.ndarray, patch: list[int], per_axis: int) -> np.ndarray:
+    """``image`` (C, *spatial) cut into patches (N, C, *patch): ``per_axis`` evenly spread starts on every
+    axis longer than the patch, zero-padded to the patch where shorter."""
+    import itertools
+
+    short = [max(0, p - s) for s, p in zip(image.shape[1:], patch, strict=True)]
+    padded = np.pad(image, [(0, 0)] + [(n // 2, n - n // 2) for n in short])
+    starts = [_starts(s - p, per_axis) for s, p in zip(padded.shape[1:], patch, strict=True)]
+    tiles = [
+        padded[(slice(None), *(slice(a, a + p) for a, p in zip(corner, patch, strict=True)))]
+        for corner in itertools.product(*starts)
+    ]
+    return np.stack(tiles).astype(np.float32, copy=False)
+
+
+def _starts(room: int, count: int) -> list[int]:
+    """``count`` evenly spread starts in ``room`` voxels to spare (one: the central one)."""
+    if count == 1 or room == 0:
+        return [room // 2]
+    return sorted({int(round(v)) for v in np.linspace(0, room, count)})
 
 
 def attack_adapter(run: Run, split: str, max_cases: int | None = None) -> SegmenterAdapter:
