@@ -51,7 +51,7 @@ def fitted(view: SimpleNamespace, held_out: bool) -> FeatureProfile:
 
 
 def scores(view: SimpleNamespace, profile: FeatureProfile, images: list[Image]) -> np.ndarray:
-    return profile.scores(view.model, image_features(view, profile.layers, images))
+    return profile.detector(view.model).score_features(image_features(view, profile.layers, images))
 
 
 @pytest.mark.parametrize("held_out", [True, False], ids=["validation", "leave-one-out"])

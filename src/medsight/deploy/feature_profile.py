@@ -11,9 +11,9 @@ Mahalanobis distance at each layer, divided by the layer's median distance on th
 averaged over the layers. The flag's threshold is the 99th percentile of the scores of the validation
 images, or without a validation split of each training image against the fit on the others (leave-one-out).
 
-Saved as ``RUN/input_features.npz``. Runs of families without ``network_input`` (registration, synthesis)
-have no feature profile and are checked on image statistics only; so are exports (ONNX Runtime has no
-hooks on the network's layers).
+Saved as ``RUN/input_features.npz``. Runs of families without ``network_input`` (detection, enhancement,
+registration, synthesis) have no feature profile and are checked on image statistics only; so are exports
+(ONNX Runtime has no hooks on the network's layers).
 
 Example::
 
@@ -55,9 +55,6 @@ class FeatureProfile:
     scale: dict[str, float]
     threshold: float
     calibration: str  # "validation" or "training, leave-one-out (no validation split)"
-
-    def scores(self, model: Any, feats: dict[str, np.ndarray]) -> np.ndarray:
-        return self.detector(model).score_features(feats)
 
     def detector(self, model: Any) -> MahalanobisDetector:
         from medsight.robustness.detectors import MahalanobisDetector
