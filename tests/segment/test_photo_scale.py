@@ -37,6 +37,15 @@ def test_field_of_view_diameter_of_discs_and_of_images_without_one() -> None:
     assert fov_diameter(np.zeros((3, 8, 8), dtype=np.float32)) is None
 
 
+def test_the_field_of_view_is_found_when_another_camera_lifts_the_black_border() -> None:
+    image = fundus(radius=50)
+    flatter = image.mean() + (image - image.mean()) * 0.6  # lower contrast: a grey border
+    noise = np.random.default_rng(0).normal(0, 3, image.shape)
+    brighter = 255 * (image / 255) ** 0.6 + noise  # gamma and sensor noise
+    for shifted in (flatter, brighter):
+        assert fov_diameter(shifted.astype(np.float32)) == pytest.approx(100, abs=2)
+
+
 def test_the_method_follows_the_training_images() -> None:
     method, reference, why = choose_method([fundus(radius=r) for r in (48, 50, 52)])
     assert (method, reference) == ("fov-diameter", pytest.approx(100, abs=2)) and "field of view" in why
@@ -44,7 +53,9 @@ def test_the_method_follows_the_training_images() -> None:
     assert choose_method(photos)[:2] == ("image-size", 100.0)
 
 
-def test_a_larger_camera_image_reaches_the_network_at_the_training_size() -> None:
+def test_a_larger_camera_image_reaches_the_network_at_the_training_size(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     scale = PhotoScale(method="fov-diameter", reference_px=100)
     small, large = fundus(120, 50), resize(fundus(120, 50), (192, 192))  # 1.6x the pixels
     assert scale_factor(small, scale)[0] == pytest.approx(1.0, abs=0.03)
@@ -63,8 +74,12 @@ def test_a_larger_camera_image_reaches_the_network_at_the_training_size() -> Non
         batch_size=1,
         photo_scale=scale,
     )
-    a = preprocess(Image.from_array(small), None, plan)
-    b = preprocess(Image.from_array(large), None, plan)
+    a = preprocess(Image.from_array(small), None, plan, "small")
+    with caplog.at_level("INFO", logger="medsight"):
+        b = preprocess(Image.from_array(large), None, plan, "large")
+        preprocess(Image.from_array(large), None, plan, "large", log_scale=False)  # a second look: quiet
+    said = [r.getMessage() for r in caplog.records if "training scale" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("large: fov-diameter 1") and "x0.6" in said[0]
     assert b.image.shape == pytest.approx(a.image.shape, abs=2) and b.scale == pytest.approx(
         1 / 1.6, abs=0.03
     )

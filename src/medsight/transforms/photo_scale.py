@@ -32,7 +32,8 @@ from medsight.errors import DataError
 if TYPE_CHECKING:
     from medsight.planning.plan import PhotoScale
 
-DARK = 0.1  # field-of-view threshold: this fraction of the image's 99th intensity percentile
+DARK = 0.2  # field-of-view threshold: this share of the way from the border's level to the bright level
+BORDER_PERCENTILE = 1  # the dark border's level (a field of view leaves at least 5% of the image outside it)
 MIN_FOV_FRACTION = 0.2  # a disc covering less of the image is not a field of view
 MAX_FOV_FRACTION = 0.95  # one covering more leaves no dark border: not a fundus-style field of view
 DISC_SHARE = 0.9  # of the training images that must show a field of view for ``fov-diameter``
@@ -45,10 +46,12 @@ def fov_diameter(array: np.ndarray) -> float | None:
     from scipy import ndimage
 
     grey = np.asarray(array, dtype=np.float32).mean(axis=0)
-    high = float(np.percentile(grey, 99))
-    if high <= 0:
+    # levels from the 1st and 99th percentiles, so a lifted black (lower contrast, gamma, a grey border)
+    # still leaves the disc above the threshold
+    low, high = (float(v) for v in np.percentile(grey, [BORDER_PERCENTILE, 99]))
+    if high <= low:
         return None
-    components, n = ndimage.label(grey > DARK * high)
+    components, n = ndimage.label(grey > low + DARK * (high - low))
     if n == 0:
         return None
     sizes = np.bincount(components.ravel())[1:]

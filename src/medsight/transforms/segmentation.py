@@ -123,8 +123,12 @@ def normalize(image: np.ndarray, norms: list[ChannelNorm]) -> np.ndarray:
     return out
 
 
-def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "") -> Preprocessed:
-    """Crop (3D: to the non-zero region), resample to the plan's spacing and normalise one case."""
+def preprocess(
+    image: Image, label: Image | None, plan: Plan, case_id: str = "", *, log_scale: bool = True
+) -> Preprocessed:
+    """Crop (3D: to the non-zero region), resample to the plan's spacing and normalise one case.
+    ``log_scale=False`` keeps the photo-scale log line quiet (for a second look at an image already
+    logged, e.g. the out-of-distribution check's)."""
     if image.ndim != plan.dim:
         raise DataError(f"{case_id}: image is {image.ndim}D, the plan was made for {plan.dim}D data")
     if image.channels != plan.in_channels:
@@ -134,7 +138,7 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     arr = image.array
     bbox = nonzero_bbox(arr) if plan.dim == 3 else tuple(slice(0, s) for s in image.shape)
     cropped = arr[(slice(None), *bbox)]
-    scale = _photo_scale(cropped, plan, case_id)
+    scale = _photo_scale(cropped, plan, case_id, log_scale)
     spacing = tuple(s * scale for s in image.spacing)
     target = resample_shape(cropped.shape[1:], spacing, plan.target_spacing)
     norm = normalize(cropped, plan.normalization)
@@ -147,7 +151,7 @@ def preprocess(image: Image, label: Image | None, plan: Plan, case_id: str = "")
     return Preprocessed(case_id, img, lab, image.shape, bbox, tuple(cropped.shape[1:]), scale)
 
 
-def _photo_scale(array: np.ndarray, plan: Plan, case_id: str) -> float:
+def _photo_scale(array: np.ndarray, plan: Plan, case_id: str, log_scale: bool) -> float:
     """The plan's photograph scale factor for one image (1 without one), with a log line saying what
     was done when it resamples the image noticeably."""
     if plan.photo_scale is None:
@@ -156,6 +160,8 @@ def _photo_scale(array: np.ndarray, plan: Plan, case_id: str) -> float:
 
     scale, size = scale_factor(array, plan.photo_scale)
     method, reference = plan.photo_scale.method, plan.photo_scale.reference_px
+    if not log_scale:
+        return scale
     if size is None:
         log.warning("%s: no field of view found; predicted at the image's own scale", case_id or "image")
     elif abs(scale - 1) > 0.05:

@@ -87,7 +87,7 @@ class SegmenterFiles:
     ) -> tuple[str, np.ndarray]:
         from medsight.transforms.segmentation import preprocess, restore
 
-        pre = preprocess(image, None, self.run.plan)
+        pre = preprocess(image, None, self.run.plan, log_scale=False)  # predict has logged the scale
         x = torch.from_numpy(pre.image)[None].float()
         own = self._own_answer(x)
         loss = self.task.per_sample_loss
@@ -102,7 +102,7 @@ class SegmenterFiles:
         image is smaller than a patch."""
         from medsight.transforms.segmentation import preprocess
 
-        pre = preprocess(image, None, self.run.plan)
+        pre = preprocess(image, None, self.run.plan, log_scale=False)  # predict has logged the scale
         return torch.from_numpy(patch_tiles(pre.image, self.run.plan.patch_size, 2 if image.ndim == 2 else 1))
 
     def _own_answer(self, x: torch.Tensor) -> torch.Tensor:
