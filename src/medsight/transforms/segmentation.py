@@ -159,9 +159,9 @@ def _photo_scale(array: np.ndarray, plan: Plan, case_id: str, log_scale: bool) -
     from medsight.transforms.photo_scale import scale_factor
 
     scale, size = scale_factor(array, plan.photo_scale)
-    method, reference = plan.photo_scale.method, plan.photo_scale.reference_px
     if not log_scale:
         return scale
+    method, reference = plan.photo_scale.method, plan.photo_scale.reference_px
     if size is None:
         log.warning("%s: no field of view found; predicted at the image's own scale", case_id or "image")
     elif abs(scale - 1) > 0.05:

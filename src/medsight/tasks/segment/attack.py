@@ -87,7 +87,7 @@ class SegmenterFiles:
     ) -> tuple[str, np.ndarray]:
         from medsight.transforms.segmentation import preprocess, restore
 
-        pre = preprocess(image, None, self.run.plan, log_scale=False)  # predict has logged the scale
+        pre = preprocess(image, None, self.run.plan)
         x = torch.from_numpy(pre.image)[None].float()
         own = self._own_answer(x)
         loss = self.task.per_sample_loss
