@@ -196,10 +196,11 @@ def test_torchrun_two_cpu_processes_train_one_run(fundus: Path, tmp_path: Path) 
 
 
 def test_3d_region_based_learning_on_the_brain_phantom(tmp_path: Path) -> None:
-    """Learning happens in 3D: whole-tumour Dice well above chance after a short training."""
+    """Learning happens in 3D: whole-tumour Dice well above chance after a short training (40 steps gave
+    0.81 here)."""
     data = make_phantom_dataset(tmp_path / "brain", kind="brain3d", n_train=6, n_test=1, seed=1, size=32)
     overrides = [
-        "train.max_iterations=120",
+        "train.max_iterations=40",
         "train.iterations_per_epoch=40",
         "train.progress=false",
         "data.num_folds=3",

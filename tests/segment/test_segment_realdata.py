@@ -23,7 +23,7 @@ pytestmark = pytest.mark.realdata
 def test_drive_vessels_are_learned_above_chance(data_root: Path, tmp_path: Path) -> None:
     overrides = [
         "data.fold=all",
-        "train.max_iterations=120",
+        "train.max_iterations=80",
         "train.iterations_per_epoch=40",
         "train.progress=false",
         "plan.patch_size=[128,128]",
@@ -40,7 +40,7 @@ def test_drive_vessels_are_learned_above_chance(data_root: Path, tmp_path: Path)
         m = pixel_metrics(pred.probabilities, data.label.array[0] == 1, roi=data.roi.array[0])
         aucs.append(m["auc"])
         f1s.append(m["f1"])
-    # chance is AUC 0.5 and F1 ~0.2 (vessels are ~12% of the field of view)
+    # chance is AUC 0.5 and F1 ~0.2 (vessels are ~12% of the field of view); 80 steps gave 0.92 / 0.71
     assert np.mean(aucs) > 0.85, aucs
     assert np.mean(f1s) > 0.5, f1s
 

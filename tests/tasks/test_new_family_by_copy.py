@@ -1,6 +1,7 @@
 """A task family is one folder: a copy of tasks/classify renamed ``classify2`` inside the copy only, plus
 its line in ``tasks.FAMILIES``, works with every verb (train, evaluate, predict, export, predict --model,
-explain, robustness, serve) with no edit anywhere else. Run on a copy of the package, by the CLI."""
+explain, robustness, serve) with no edit anywhere else. Run on a copy of the package, by the CLI (its
+commands in one process, ``serve`` in its own)."""
 
 from __future__ import annotations
 
@@ -47,18 +48,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(src)}
 
 
-def cli(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "medsight.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert out.returncode == 0, f"medsight {' '.join(args)}: {out.stderr}"
-    return out.stdout
-
-
 def python(env: dict[str, str], code: str) -> str:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
@@ -75,47 +64,73 @@ print(json.dumps({{"dataset": str(e.dataset), "inputs": str(e.inputs), "quick": 
 """
 
 
+VERBS = """
+import json, sys
+from typer.testing import CliRunner
+from medsight.cli.main import app
+found, outputs = {}, []
+for args in json.loads(sys.argv[1]):
+    for name, value in found.items():
+        args = [a.replace("{" + name + "}", value) for a in args]
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        sys.exit(f"medsight {' '.join(args)}: {result.output}\\n{result.exception!r}")
+    if args[0] == "train":
+        found["run"] = result.stdout.split("run: ")[1].splitlines()[0].strip()
+    if args[0] == "export":
+        found["export"] = result.stdout.strip()
+    outputs.append(result.stdout)
+print(json.dumps({"outputs": outputs, **found}))
+"""
+
+
+def verbs(env: dict[str, str], commands: list[list[str]]) -> dict:
+    """Run ``medsight`` commands in one process on the copy (a MONAI import per command cost 6-8 s);
+    ``{run}`` and ``{export}`` in an argument stand for what ``train`` and ``export`` made."""
+    out = subprocess.run(
+        [sys.executable, "-c", VERBS, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def test_classify2_works_with_every_verb(env: dict[str, str], tmp_path: Path) -> None:
-    assert "classify2" in cli(env, "list", "tasks").split()
     example = json.loads(python(env, EXAMPLE.format(folder=str(tmp_path / "data"))))
     assert example["module"].startswith(env["PYTHONPATH"])  # the copy, not the installed package
     sets = [arg for item in example["quick"] for arg in ("--set", item)]
-    out = cli(env, "train", "classify2", example["dataset"], "--out", str(tmp_path / "runs"), *sets)
-    run = out.split("run: ")[1].splitlines()[0].strip()
-    assert Path(run).name.startswith("classify2-")
-    assert json.loads(cli(env, "evaluate", "--run", run, "--split", "test"))["accuracy"]["mean"] > 0.5
-
-    inputs = example["inputs"]
-    cli(env, "predict", "--run", run, "--input", inputs, "--output", str(tmp_path / "pred"))
-    export = cli(env, "export", "--run", run, "--format", "onnx").strip()
-    assert json.loads((Path(export) / "deploy.json").read_text())["runtime"].startswith(
+    inputs, robust = example["inputs"], tmp_path / "robust"
+    done = verbs(
+        env,
+        [
+            ["list", "tasks"],
+            ["train", "classify2", example["dataset"], "--out", str(tmp_path / "runs"), *sets],
+            ["evaluate", "--run", "{run}", "--split", "test"],
+            ["predict", "--run", "{run}", "--input", inputs, "--output", str(tmp_path / "pred")],
+            ["export", "--run", "{run}", "--format", "onnx"],
+            ["predict", "--model", "{export}", "--input", inputs, "--output", str(tmp_path / "pred-onnx")],
+            ["explain", "--run", "{run}", "--input", inputs, "--output", str(tmp_path / "explained")],
+            ["robustness", "--run", "{run}", "--attack", "fgsm", "--eps", "8/255", "--max-cases", "8"]
+            + ["--no-detectors", "--out", str(robust)],
+        ],
+    )
+    listed, _, evaluated, _, _, _, _, robustness = done["outputs"]
+    assert "classify2" in listed.split()
+    assert Path(done["run"]).name.startswith("classify2-")
+    assert json.loads(evaluated)["accuracy"]["mean"] > 0.5
+    assert json.loads((Path(done["export"]) / "deploy.json").read_text())["runtime"].startswith(
         "medsight.tasks.classify2"
     )
-    cli(env, "predict", "--model", export, "--input", inputs, "--output", str(tmp_path / "pred-onnx"))
     torch_csv = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
     onnx_csv = (tmp_path / "pred-onnx" / "predictions.csv").read_text().splitlines()
     assert [r.split(",")[-1] for r in torch_csv] == [r.split(",")[-1] for r in onnx_csv]  # same labels
-
-    assert cli(env, "explain", "--run", run, "--input", inputs, "--output", str(tmp_path / "explained"))
     assert any((tmp_path / "explained").glob("*.png"))
-    robust = cli(
-        env,
-        "robustness",
-        "--run",
-        run,
-        "--attack",
-        "fgsm",
-        "--eps",
-        "8/255",
-        "--max-cases",
-        "8",
-        "--no-detectors",
-        "--out",
-        str(tmp_path / "robust"),
-    )
-    assert "clean accuracy" in robust
-    assert json.loads((tmp_path / "robust" / "robustness.json").read_text())["task"] == "classify2"
-    _serve_and_predict(env, run, next(Path(inputs).rglob("*.png")))
+    assert "clean accuracy" in robustness
+    assert json.loads((robust / "robustness.json").read_text())["task"] == "classify2"
+    _serve_and_predict(env, done["run"], next(Path(inputs).rglob("*.png")))
 
 
 def _serve_and_predict(env: dict[str, str], run: str, image: Path) -> None:

@@ -244,20 +244,12 @@ def write_pair(
         if result.warped_labels is not None:
             write_image(result.warped_labels, tmp / f"warped_labels{ext}", like=fixed.image)
         sitk.WriteImage(sitk.Cast(result.field, sitk.sitkVectorFloat32), str(tmp / "field.nii.gz"), True)
-        sitk.WriteTransform(_rounded(affine_part(result.transform)), str(tmp / "affine.tfm"))
+        sitk.WriteTransform(affine_part(result.transform), str(tmp / "affine.tfm"))
         write_image(result.jacobian, tmp / "jacobian.nii.gz", like=fixed.image)
         (tmp / "checkerboard.png").write_bytes(checkerboard_png(fixed.sitk, moving.sitk, result.field))
         info = {**result.metrics, "fixed": fixed.source, "moving": moving.source}
         (tmp / "metrics.json").write_text(metrics_json(info), encoding="utf-8")
     return [output / n for n in names]
-
-
-def _rounded(transform: Any) -> Any:
-    """The transform with its parameters to 12 significant digits (far below a micrometre), so runs
-    that differ only in the last bits of floating point write the same file."""
-    transform.SetParameters([float(f"{p:.12g}") for p in transform.GetParameters()])
-    transform.SetFixedParameters([float(f"{p:.12g}") for p in transform.GetFixedParameters()])
-    return transform
 
 
 def _significant(value: Any, digits: int = 8) -> Any:
@@ -271,12 +263,5 @@ def _significant(value: Any, digits: int = 8) -> Any:
 
 
 def metrics_json(info: dict[str, Any]) -> str:
-    """metrics.json text: numbers to 8 significant digits, ``seconds`` in a fixed-width exponent form
-    (``1.234e+00``), so the file's size depends neither on the timing nor on the last bits of floating
-    point (reruns and back-ends write files of the same size)."""
-    info = _significant(info)
-    seconds = info.get("seconds")
-    text = json.dumps({**info, "seconds": 0.0} if seconds is not None else info, indent=2, default=float)
-    if seconds is None:
-        return text
-    return text.replace('"seconds": 0.0', f'"seconds": {float(seconds):.3e}', 1)
+    """metrics.json text: numbers to 8 significant digits (what a reader compares; the rest is noise)."""
+    return json.dumps(_significant(info), indent=2, default=float)
