@@ -117,7 +117,7 @@ def test_classify2_works_with_every_verb(env: dict[str, str], tmp_path: Path) ->
             + ["--no-detectors", "--out", str(robust)],
         ],
     )
-    listed, _, evaluated, _, _, _, _, robustness = done["outputs"]
+    listed, _, evaluated, _, _, _, explained, robustness = done["outputs"]
     assert "classify2" in listed.split()
     assert Path(done["run"]).name.startswith("classify2-")
     assert json.loads(evaluated)["accuracy"]["mean"] > 0.5
@@ -127,7 +127,7 @@ def test_classify2_works_with_every_verb(env: dict[str, str], tmp_path: Path) ->
     torch_csv = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
     onnx_csv = (tmp_path / "pred-onnx" / "predictions.csv").read_text().splitlines()
     assert [r.split(",")[-1] for r in torch_csv] == [r.split(",")[-1] for r in onnx_csv]  # same labels
-    assert any((tmp_path / "explained").glob("*.png"))
+    assert explained and any((tmp_path / "explained").glob("*.png"))
     assert "clean accuracy" in robustness
     assert json.loads((robust / "robustness.json").read_text())["task"] == "classify2"
     _serve_and_predict(env, done["run"], next(Path(inputs).rglob("*.png")))
