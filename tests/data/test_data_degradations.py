@@ -59,7 +59,7 @@ def smooth_image(h: int = 64, w: int = 64) -> np.ndarray:
         (
             "lowdose-ct:0.25",
             LowDoseCT,
-            {"dose": 0.25, "i0": 1e5, "angles": 180, "input": "mu", "spacing": 1.0},
+            {"dose": 0.25, "i0": 1e5, "angles": 180, "input": "mu", "spacing": "image"},
         ),
         (
             "lowdose-ct:1,i0=1e6,angles=90,input=hu,spacing=0.7",
@@ -223,12 +223,37 @@ def test_lowdose_ct_noise_grows_as_the_dose_falls(phantom: np.ndarray) -> None:
 
 def test_lowdose_ct_in_hounsfield_units_and_stacks(phantom: np.ndarray) -> None:
     hu = 1000.0 * phantom[:40, :56] - 1000.0  # non-square, air to bone-like
-    out = parse_degradation("lowdose-ct:0.5,angles=60,input=hu").apply(
-        hu[None].repeat(2, 0), np.random.default_rng(5)
+    out = (
+        parse_degradation("lowdose-ct:0.5,angles=60,input=hu")
+        .at_pixel_size(1.0)
+        .apply(hu[None].repeat(2, 0), np.random.default_rng(5))
     )
     assert out.image.shape == (2, 40, 56) and out.sinogram.shape[::2] == (2, 60)
     assert np.abs(np.median(out.reference - hu)) < 50.0
     np.testing.assert_allclose(hu_to_attenuation(np.array([-1000.0, 0.0, 1000.0])), [0.0, 0.0192, 0.0384])
+
+
+def test_lowdose_ct_line_integrals_follow_the_physical_pixel_size(phantom: np.ndarray) -> None:
+    """spacing=image: one body at 1 mm (48 pixels) and at 2 mm (24 pixels) meets the rays with the same
+    attenuation, so the same dose is the same number of photons; a fixed pixel size of 1 mm would halve
+    it at 2 mm. Without a pixel size, an array in HU is refused rather than given a guessed one."""
+    fine = 1000.0 * phantom[:48, :48] - 1000.0
+    coarse = fine.reshape(24, 2, 24, 2).mean(axis=(1, 3))
+    deg = parse_degradation("lowdose-ct:1,i0=1e12,angles=90,input=hu")
+    assert deg.at_pixel_size(2.0) == parse_degradation("lowdose-ct:1,i0=1e12,angles=90,input=hu,spacing=2")
+    assert parse_degradation(deg.spec) == deg and "spacing=image" in deg.spec
+
+    def attenuation(image: np.ndarray, mm: float, d: Degradation = deg) -> float:
+        """The line integrals over the detector (bins of one pixel), in mm: the body's total attenuation."""
+        return float(d.at_pixel_size(mm).apply(image, np.random.default_rng(0)).sinogram.sum()) * mm
+
+    assert attenuation(coarse, 2.0) == pytest.approx(attenuation(fine, 1.0), rel=0.01)
+    fixed = parse_degradation("lowdose-ct:1,i0=1e12,angles=90,input=hu,spacing=1")
+    assert attenuation(coarse, 2.0, fixed) == pytest.approx(
+        attenuation(fine, 1.0) / 2, rel=0.01
+    )  # fixed wins
+    with pytest.raises(DataError, match=r"spacing=image needs the image's pixel size.*spacing=<mm>"):
+        deg.apply(fine, np.random.default_rng(0))
 
 
 # ------------------------------------------------------------------------------------------ super-resolution

@@ -91,3 +91,31 @@ def test_too_few_lines_for_the_acceleration_names_the_file(tmp_path: Path) -> No
     _volume(tmp_path / "small.nii.gz", 0, (8, 8, 2))
     with pytest.raises(DataError, match=r"small.nii.gz: image: 8 phase-encoding lines are too few for 8x"):
         degrade(tmp_path / "small.nii.gz", tmp_path / "out.npy", "kspace:8x")
+
+
+def test_lowdose_ct_is_degraded_at_each_files_own_pixel_size(tmp_path: Path) -> None:
+    """``spacing=image``: the pipeline reads the pixel size from each file's header and degrades with it,
+    the same as giving that size explicitly."""
+    from types import SimpleNamespace
+
+    from medsight.tasks.enhance.pipeline import case_samples, case_slices
+
+    yy, xx = np.mgrid[:32, :32]
+    hu = np.where((yy - 16) ** 2 + (xx - 16) ** 2 < 144, 40.0, -1000.0).astype(np.float32)[..., None]
+    for name, mm in (("fine", 0.5), ("coarse", 2.0)):
+        write_image(Image.from_array(hu[None], spacing=(mm, mm, 3.0)), tmp_path / "train" / f"{name}.nii.gz")
+    plan = SimpleNamespace(
+        degradation="lowdose-ct:0.25,angles=30,input=hu",
+        degradation_seed=0,
+        slices_per_case=1,
+        slice_size=[32, 32],
+        min_foreground=0.0,
+    )
+    for case in load_enhance_data(tmp_path).train:
+        mm = 0.5 if "fine" in str(case.image) else 2.0
+        cs = case_slices(case, plan, fit=False)
+        assert cs.pixel_mm == pytest.approx(mm)
+        explicit = SimpleNamespace(**{**vars(plan), "degradation": f"{plan.degradation},spacing={mm}"})
+        np.testing.assert_array_equal(
+            case_samples(cs, plan)[0].degraded, case_samples(cs, explicit)[0].degraded
+        )

@@ -13,7 +13,7 @@ text                                        what it does
                                             ``axis=-1|-2`` (the phase-encoding axis, last by default)
 ``lowdose-ct:0.25``                         Poisson noise at a quarter of the full-dose photon count, FBP;
                                             options ``i0=1e5``, ``angles=180``, ``input=mu|hu``,
-                                            ``spacing=1.0`` (mm per pixel, with ``input=hu``)
+                                            ``spacing=image|<mm>`` (the pixel size, with ``input=hu``)
 ``rician:0.05``, ``gaussian:0.05``          noise with sigma a fraction of the image's intensity range
 ``sr:2x``, ``sr:4x``                        block-average downsampling in-plane (the last two axes), or
                                             along one axis with ``axis=<k>``; ``order=3`` for the baseline
@@ -30,7 +30,10 @@ Conventions:
 - Noise sigma is relative: ``sigma * (max - min)`` of the clean image; a constant image is a DataError.
 - Low-dose CT takes linear attenuation per pixel (mu in 1/mm times the pixel size in mm), non-negative;
   with ``input=hu`` the image is in Hounsfield units, converted with ``mu = MU_WATER * (1 + HU / 1000)``
-  and the reconstructions come back in HU. ``i0`` is the full-dose count per detector bin (default 1e5),
+  and the reconstructions come back in HU. The pixel size turns HU into attenuation per pixel:
+  ``spacing=image`` (the default) takes each image's own in-plane spacing from its header, so that a body
+  has the same line integrals, and the same dose the same noise, at 0.7 mm as at 3 mm; ``spacing=<mm>``
+  fixes it (for arrays without a header). ``i0`` is the full-dose count per detector bin (default 1e5),
   the dose fraction scales it; zero counts are clipped to 1 before the log. The reference is the FBP of
   the noiseless sinogram (what an infinite dose would give), both with the ramp filter.
 
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +61,7 @@ MU_WATER = 0.0192
 
 ACCEPTED_FORMS = (
     "kspace:<N>x[,pattern=equispaced|random][,center=<fraction>][,axis=-1|-2]",
-    "lowdose-ct:<dose in (0, 1]>[,i0=<photons>][,angles=<n>][,input=mu|hu][,spacing=<mm>]",
+    "lowdose-ct:<dose in (0, 1]>[,i0=<photons>][,angles=<n>][,input=mu|hu][,spacing=image|<mm>]",
     "rician:<sigma>",
     "gaussian:<sigma>",
     "sr:<N>x[,axis=<k>][,order=<0-5>]",
@@ -108,6 +111,11 @@ class Degradation:
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> DegradedImage:
         """Degrade a clean image; every random draw comes from ``rng``."""
         raise NotImplementedError
+
+    def at_pixel_size(self, mm: float | None) -> Degradation:
+        """This degradation for images of ``mm`` in-plane pixels (None: unknown); only a degradation that
+        depends on the physical pixel size (low-dose CT with ``spacing=image``) changes."""
+        return self
 
 
 # ---------------------------------------------------------------------------------------------- k-space
@@ -326,25 +334,39 @@ class LowDoseCT(Degradation):
     i0: float = 1e5
     angles: int = 180
     input: str = "mu"
-    spacing: float = 1.0
+    spacing: float | str = "image"
 
     def __post_init__(self) -> None:
         _require(_is_real(self.dose) and 0 < self.dose <= 1, "dose", "a fraction in (0, 1]")
         _require(_is_real(self.i0) and 0 < self.i0 < math.inf, "i0", "a photon count > 0")
         _require(_is_int(self.angles) and self.angles >= 1, "angles", "an integer >= 1")
         _require(self.input in ("mu", "hu"), "input", "'mu' (attenuation per pixel) or 'hu'")
-        _require(_is_real(self.spacing) and 0 < self.spacing < math.inf, "spacing", "a pixel size in mm > 0")
+        _require(
+            self.spacing == "image" or (_is_real(self.spacing) and 0 < self.spacing < math.inf),
+            "spacing",
+            "'image' (each image's own pixel size) or a pixel size in mm > 0",
+        )
 
     @property
     def spec(self) -> str:
         return (
             f"lowdose-ct:{_fmt(self.dose)},i0={_fmt(self.i0)},angles={self.angles},input={self.input},"
-            f"spacing={_fmt(self.spacing)}"
+            f"spacing={self.spacing if self.spacing == 'image' else _fmt(self.spacing)}"
         )
+
+    def at_pixel_size(self, mm: float | None) -> LowDoseCT:
+        if self.spacing != "image" or mm is None:
+            return self
+        return replace(self, spacing=float(mm))
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> DegradedImage:
         image = _check_image("image", image, allow_complex=False, min_ndim=2)
         _check_rng(rng)
+        if self.input == "hu" and self.spacing == "image":
+            raise DataError(
+                "image: lowdose-ct with input=hu and spacing=image needs the image's pixel size, and this "
+                "array has none: read it from a file with a header, or give spacing=<mm>"
+            )
         mu = hu_to_attenuation(image, self.spacing) if self.input == "hu" else image.astype(np.float64)
         if self.input == "mu" and mu.min() < 0:
             raise DataError(
@@ -557,7 +579,7 @@ def _convert(text: str, name: str, value: str, cls: type[Degradation]) -> Any:
             match = _FACTOR_RE.match(value)
             return int(match["n"]) if match and name in ("acceleration", "factor") else int(value)
         if "float" in str(kind):
-            return float(value)
+            return value.lower() if "str" in str(kind) and value.lower() == "image" else float(value)
     except (TypeError, ValueError) as exc:
         raise _bad(text, f"{name}={value!r} is not a number") from exc
     return value.lower()

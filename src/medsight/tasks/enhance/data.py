@@ -136,13 +136,24 @@ def read_volume(case: EnhanceCase, which: str = "image") -> np.ndarray:
     Raises:
         DataError: complex data, NaN/Inf, or an image of more than one channel where one was expected.
     """
+    return read_slices(case, which)[0]
+
+
+def read_slices(case: EnhanceCase, which: str = "image") -> tuple[np.ndarray, float]:
+    """:func:`read_volume`'s stack and the in-plane pixel size of its slices in mm (the geometric mean of
+    the first two axes' spacing), which physical degradations need (low-dose CT)."""
     from medsight.io import read_image
 
     path = case.target if which == "target" else case.image
     if path is None:
         raise DataError(f"case {case.case_id}: no {which} file")
     image = read_image(path)
-    return image_stack(image.array, path, case.channel)
+    return image_stack(image.array, path, case.channel), pixel_size(image.spacing)
+
+
+def pixel_size(spacing: tuple[float, ...] | list[float]) -> float:
+    """The in-plane pixel size (mm) of slices cut along the last axis: the geometric mean of the first two."""
+    return float(np.sqrt(float(spacing[0]) * float(spacing[1 if len(spacing) > 1 else 0])))
 
 
 def image_stack(array: np.ndarray, path: Path | str, channel: int = 0) -> np.ndarray:

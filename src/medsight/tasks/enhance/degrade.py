@@ -90,10 +90,11 @@ def _name(source: Path, kind: str) -> str:
 
 def _degrade_file(source: Path, target: Path, deg: Any, seed: int) -> Path:
     from medsight.io import read_image, write_image
-    from medsight.tasks.enhance.data import case_seed, image_stack
+    from medsight.tasks.enhance.data import case_seed, image_stack, pixel_size
 
     image = read_image(source)
     stack = image_stack(image.array, source)
+    deg = deg.at_pixel_size(pixel_size(image.spacing))
     rng = np.random.default_rng(case_seed(seed, source.name))
     results = [deg.apply(s, rng) for s in stack]
     suffix = target.suffix.lower()

@@ -24,6 +24,7 @@ from medsight.tasks.enhance.data import (
     case_seed,
     load_enhance_data,
     read_kspace,
+    read_slices,
     read_volume,
 )
 from medsight.tasks.enhance.planning import EnhancePlan
@@ -46,11 +47,13 @@ TUNE_SLICES = 4
 class CaseSlices:
     """The slices of one case used for training or evaluation, at the plan's slice size.
 
-    ``clean``: the clean slices (complex for raw k-space); ``degraded``: a pair's degraded slices."""
+    ``clean``: the clean slices (complex for raw k-space); ``degraded``: a pair's degraded slices;
+    ``pixel_mm``: their in-plane pixel size (None for k-space files, which carry none)."""
 
     case: EnhanceCase
     clean: np.ndarray
     degraded: np.ndarray | None = None
+    pixel_mm: float | None = None
 
 
 def load_run_data(run: Run) -> EnhanceData:
@@ -82,9 +85,9 @@ def case_slices(
         picks = select_slices(clean, count, plan.min_foreground)
         fill = float(clean.min())
         return CaseSlices(case, fitted(clean[picks], fill), fitted(degraded[picks], fill))
-    clean = read_volume(case)
+    clean, pixel_mm = read_slices(case)
     picks = select_slices(clean, count, plan.min_foreground)
-    return CaseSlices(case, fitted(clean[picks]))
+    return CaseSlices(case, fitted(clean[picks]), pixel_mm=pixel_mm)
 
 
 def case_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
@@ -93,7 +96,7 @@ def case_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
         return [Sample(d, c) for d, c in zip(cs.degraded, cs.clean, strict=True)]
     rng = np.random.default_rng(case_seed(plan.degradation_seed, cs.case.case_id))
     try:
-        return [degrade_slice(s, plan, rng) for s in cs.clean]
+        return [degrade_slice(s, plan, rng, cs.pixel_mm) for s in cs.clean]
     except DataError as exc:
         raise DataError(f"{_source(cs.case)}: {exc}") from exc
 
@@ -125,7 +128,9 @@ class TrainingBatches:
         if plan.kind == "lowdose-ct":
             log.info("precomputing %d low-dose versions of %d slices", plan.bank_size, len(self.slices))
             for j, (cs, i) in enumerate(self.slices):
-                self.bank[j] = [degrade_slice(cs.clean[i], plan, self.rng) for _ in range(plan.bank_size)]
+                self.bank[j] = [
+                    degrade_slice(cs.clean[i], plan, self.rng, cs.pixel_mm) for _ in range(plan.bank_size)
+                ]
 
     def _sample(self, j: int) -> Sample:
         cs, i = self.slices[j]
@@ -138,7 +143,7 @@ class TrainingBatches:
             if self.plan.augment:
                 clean = _flip(clean, self.rng)
             try:
-                return degrade_slice(np.ascontiguousarray(clean), self.plan, self.rng)
+                return degrade_slice(np.ascontiguousarray(clean), self.plan, self.rng, cs.pixel_mm)
             except DataError as exc:
                 raise DataError(f"{_source(cs.case)}: {exc}") from exc
         if self.plan.augment:  # flip degraded and reference together

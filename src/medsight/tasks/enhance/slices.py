@@ -44,9 +44,11 @@ class Sample:
     low_res: np.ndarray | None = None
 
 
-def degrade_slice(clean: np.ndarray, plan: Any, rng: np.random.Generator) -> Sample:
-    """The plan's degradation of a clean 2D slice (complex for raw k-space data)."""
-    deg = parse_degradation(plan.degradation)
+def degrade_slice(
+    clean: np.ndarray, plan: Any, rng: np.random.Generator, pixel_mm: float | None = None
+) -> Sample:
+    """The plan's degradation of a clean 2D slice (complex for raw k-space data) of ``pixel_mm`` pixels."""
+    deg = parse_degradation(plan.degradation).at_pixel_size(pixel_mm)
     out = deg.apply(clean, rng)
     reference = np.abs(clean) if np.iscomplexobj(clean) else clean
     if out.reference is not None:
