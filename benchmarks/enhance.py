@@ -13,8 +13,10 @@ Poisson noise on a parallel-beam sinogram of the CT in HU):
   the baselines' weights): the VoxelMorph T1 subject; test (held-out subjects): BraTS-GLI-00001-000
   (4 contrasts) and TCGA-DU-7294 (4 contrasts). Network: the unrolled k-space cascade.
 - ``rician`` (sigma 0.05 of the range) and ``sr2x`` (in-plane 2x): the same brain split, residual U-Net.
-- ``lowdose-ct`` (25% dose): train on TotalSegmentator's example CT, validate on its small version,
-  test on the 20-slice DICOM CT series and pydicom's CT_small.dcm.
+- ``lowdose-ct`` (25% dose, each image's own pixel size): train on TotalSegmentator's example CT (3 mm)
+  and on copies of it resampled in-plane to 1 and 0.75 mm (the test series' pixel size: the noise of a
+  dose depends on it), validate on its small version at 1 mm, test on the 20-slice DICOM CT series
+  (0.98 mm) and pydicom's CT_small.dcm (0.66 mm).
 
 Each trains with ``medsight.api.train`` on a CSV manifest (written into the run's parent folder),
 evaluates the test split with ``medsight.api.evaluate`` (ours and every baseline on the same degraded
@@ -60,9 +62,13 @@ BRAIN_TEST = [
         for c in ("t1", "t1c", "t2", "fla")
     ),
 ]
+CT_PIXELS_MM = (1.0, 0.75)  # the 3 mm training CT also resampled in-plane to the test series' pixel sizes
 CT = {
-    "train": [("totalseg-ct", "totalseg-examples/example_ct.nii.gz")],
-    "val": [("totalseg-ct-small", "totalseg-examples/example_ct_sm.nii.gz")],
+    "train": [
+        ("totalseg-ct", "totalseg-examples/example_ct.nii.gz"),
+        *(("totalseg-ct", f"totalseg-examples/example_ct.nii.gz@{mm}mm") for mm in CT_PIXELS_MM),
+    ],
+    "val": [("totalseg-ct-small", "totalseg-examples/example_ct_sm.nii.gz@1.0mm")],
     "test": [
         ("totalseg-dicom", "totalseg-examples/example_ct_dicom"),
         ("pydicom-ct", "dicom/pydicom/CT_small.dcm"),
@@ -73,7 +79,7 @@ CASCADE = ["plan.slice_size=[192, 192]", "plan.network_kwargs={base_filters: 16,
 SETTINGS: dict[str, dict[str, Any]] = {
     "kspace4x": {"data": BRAIN, "degradation": "kspace:4x", "plan": CASCADE},
     "kspace8x": {"data": BRAIN, "degradation": "kspace:8x", "plan": CASCADE},
-    "lowdose-ct": {"data": CT, "degradation": "lowdose-ct:0.25,input=hu",
+    "lowdose-ct": {"data": CT, "degradation": "lowdose-ct:0.25,input=hu,spacing=image",
                    "plan": ["plan.network_kwargs={base_filters: 16}"]},
     "rician": {"data": BRAIN, "degradation": "rician:0.05",
                "plan": ["plan.slice_size=[192, 192]", "plan.network_kwargs={base_filters: 16}"]},
@@ -92,6 +98,35 @@ def peak_rss_gb() -> float:
     return (own + kids) / 1024**2
 
 
+def resampled_in_plane(source: Path, mm: float, target: Path) -> Path:
+    """``source`` resampled (B-spline) to ``mm`` pixels in its first two axes, the slice spacing kept."""
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(source), sitk.sitkFloat32)
+    spacing = [mm, mm, *img.GetSpacing()[2:]]
+    size = [
+        max(1, round(n * old / new))
+        for n, old, new in zip(img.GetSize(), img.GetSpacing(), spacing, strict=True)
+    ]
+    out = sitk.Resample(img, size, sitk.Transform(), sitk.sitkBSpline, img.GetOrigin(), spacing,
+                        img.GetDirection(), -1024.0, sitk.sitkFloat32)  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(out, str(target))
+    return target
+
+
+def image_file(rel: str, root: Path, folder: Path) -> tuple[str, Path]:
+    """A data entry's case name and file: ``path@<mm>mm`` is ``path`` resampled in-plane into ``folder``."""
+    rel, _, pixel = rel.partition("@")
+    name = Path(rel).name.split(".")[0]
+    if not pixel:
+        return name, root / rel
+    name = f"{name}-{pixel}"
+    return name, resampled_in_plane(
+        root / rel, float(pixel.removesuffix("mm")), folder / "resampled" / f"{name}.nii.gz"
+    )
+
+
 def write_manifest(folder: Path, data: dict[str, list[tuple[str, str]]], root: Path) -> Path:
     """A CSV manifest of the setting's files (paths relative to the CSV), one row per image."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,8 +136,8 @@ def write_manifest(folder: Path, data: dict[str, list[tuple[str, str]]], root: P
         writer.writerow(["case_id", "image", "patient_id", "split"])
         for split, items in data.items():
             for subject, rel in items:
-                name = Path(rel).name.split(".")[0]
-                writer.writerow([f"{subject}/{name}", os.path.relpath(root / rel, folder), subject, split])
+                name, file = image_file(rel, root, folder)
+                writer.writerow([f"{subject}/{name}", os.path.relpath(file, folder), subject, split])
     return path
 
 
