@@ -99,7 +99,8 @@ def peak_rss_gb() -> float:
 
 
 def resampled_in_plane(source: Path, mm: float, target: Path) -> Path:
-    """``source`` resampled (B-spline) to ``mm`` pixels in its first two axes, the slice spacing kept."""
+    """A CT ``source`` resampled (B-spline) to ``mm`` pixels in its first two axes, the slice spacing kept,
+    air (-1024 HU) outside."""
     import SimpleITK as sitk
 
     img = sitk.ReadImage(str(source), sitk.sitkFloat32)

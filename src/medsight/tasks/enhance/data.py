@@ -153,7 +153,7 @@ def read_slices(case: EnhanceCase, which: str = "image") -> tuple[np.ndarray, fl
 
 def pixel_size(spacing: tuple[float, ...] | list[float]) -> float:
     """The in-plane pixel size (mm) of slices cut along the last axis: the geometric mean of the first two."""
-    return float(np.sqrt(float(spacing[0]) * float(spacing[1 if len(spacing) > 1 else 0])))
+    return float(np.sqrt(float(spacing[0]) * float(spacing[1])))
 
 
 def image_stack(array: np.ndarray, path: Path | str, channel: int = 0) -> np.ndarray:
