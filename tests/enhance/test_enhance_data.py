@@ -119,3 +119,48 @@ def test_lowdose_ct_is_degraded_at_each_files_own_pixel_size(tmp_path: Path) -> 
         np.testing.assert_array_equal(
             case_samples(cs, plan)[0].degraded, case_samples(cs, explicit)[0].degraded
         )
+
+
+def test_lowdose_ct_training_slices_are_degraded_whole_then_cropped(tmp_path: Path) -> None:
+    """A low-dose CT's noise depends on the whole body each ray crosses: a training slice cropped to the
+    plan's slice size keeps the noise of the whole slice, not the smaller noise of a cropped body."""
+    from medsight.tasks.enhance.pipeline import TrainingBatches, fitted_samples, training_slices
+    from medsight.tasks.enhance.planning import EnhancePlan
+    from medsight.tasks.enhance.slices import degrade_slice, fit_plane
+
+    yy, xx = np.mgrid[:128, :128]
+    hu = np.where((yy - 64) ** 2 + (xx - 64) ** 2 < 60**2, 40.0, -1000.0).astype(np.float32)
+    ct = Image.from_array(hu[None, ..., None], spacing=(1.0, 1.0, 3.0))
+    write_image(ct, tmp_path / "train" / "ct.nii.gz")
+    plan = EnhancePlan.model_validate(
+        dict(
+            dim=2,
+            in_channels=1,
+            class_names=["image"],
+            normalization=[{"scheme": "none"}],
+            network="residual_unet",
+            batch_size=1,
+            slice_size=[32, 32],
+            intensity="ct",
+            augment=False,
+            slices_per_case=1,
+            min_foreground=0.0,
+            degradation="lowdose-ct:0.25,i0=20000,angles=90,input=hu",
+            degradation_settings={"kind": "lowdose-ct"},
+        )  # fmt: skip
+    )
+    assert plan.degrades_whole_slices
+    cs = training_slices(load_enhance_data(tmp_path).train[0], plan)
+    assert cs.clean.shape[-2:] == (128, 128)
+
+    def noise(degraded: np.ndarray, reference: np.ndarray) -> float:
+        return float(np.std(degraded - reference))
+
+    batch = next(iter(TrainingBatches([cs], plan, seed=0)))
+    assert batch["image"].shape[-2:] == (32, 32)
+    trained = noise(batch["image"][0, 0].numpy(), batch["target"][0, 0].numpy()) * 1000.0  # HU
+    val = fitted_samples(cs, plan)[0]
+    assert val.degraded.shape == (32, 32)
+    cropped_first = degrade_slice(fit_plane(hu, [32, 32]), plan, np.random.default_rng(0), 1.0)
+    assert trained == pytest.approx(noise(val.degraded, val.reference), rel=0.25)
+    assert trained > 1.5 * noise(cropped_first.degraded, cropped_first.reference)

@@ -27,11 +27,11 @@ class EnhancerAdapter:
 
     def __init__(self, run: Run, split: str, max_cases: int | None = None) -> None:
         from medsight.tasks.enhance.pipeline import (
-            case_samples,
-            case_slices,
             cases_of_split,
+            fitted_samples,
             load_model,
             to_batch,
+            training_slices,
         )
 
         self.run = run
@@ -40,7 +40,7 @@ class EnhancerAdapter:
         self.class_names = list(run.plan.class_names)
         samples, ids = [], []
         for case in cases_of_split(run, split)[:max_cases]:
-            mine = case_samples(case_slices(case, run.plan), run.plan)
+            mine = fitted_samples(training_slices(case, run.plan), run.plan)
             samples += mine
             ids += [f"{case.case_id}#{i}" for i in range(len(mine))]
         self.batches = []

@@ -34,6 +34,7 @@ from medsight.tasks.enhance.slices import (
     degrade_slice,
     enhance_slice,
     fit_plane,
+    fit_sample,
     network_input,
 )
 from medsight.tasks.enhance.task import EnhanceTask
@@ -101,6 +102,20 @@ def case_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
         raise DataError(f"{_source(cs.case)}: {exc}") from exc
 
 
+def training_slices(case: EnhanceCase, plan: EnhancePlan) -> CaseSlices:
+    """A training or validation case's slices: at the plan's slice size, or whole where the plan degrades
+    whole slices (cropped after the degradation: :func:`fitted_samples`, :class:`TrainingBatches`)."""
+    return case_slices(case, plan, fit=not plan.degrades_whole_slices)
+
+
+def fitted_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
+    """The case's degraded slices at the plan's slice size (what validation batches stack)."""
+    samples = case_samples(cs, plan)
+    if plan.degrades_whole_slices:
+        return [fit_sample(s, plan.slice_size) for s in samples]
+    return samples
+
+
 def _source(case: EnhanceCase) -> str:
     return str(case.image or case.kspace or case.case_id)
 
@@ -128,9 +143,15 @@ class TrainingBatches:
         if plan.kind == "lowdose-ct":
             log.info("precomputing %d low-dose versions of %d slices", plan.bank_size, len(self.slices))
             for j, (cs, i) in enumerate(self.slices):
-                self.bank[j] = [
-                    degrade_slice(cs.clean[i], plan, self.rng, cs.pixel_mm) for _ in range(plan.bank_size)
-                ]
+                self.bank[j] = [self._degraded(cs, cs.clean[i]) for _ in range(plan.bank_size)]
+
+    def _degraded(self, cs: CaseSlices, clean: np.ndarray) -> Sample:
+        """A clean slice of case ``cs`` freshly degraded, at the plan's slice size."""
+        try:
+            sample = degrade_slice(np.ascontiguousarray(clean), self.plan, self.rng, cs.pixel_mm)
+        except DataError as exc:
+            raise DataError(f"{_source(cs.case)}: {exc}") from exc
+        return fit_sample(sample, self.plan.slice_size) if self.plan.degrades_whole_slices else sample
 
     def _sample(self, j: int) -> Sample:
         cs, i = self.slices[j]
@@ -142,10 +163,7 @@ class TrainingBatches:
             clean = cs.clean[i]
             if self.plan.augment:
                 clean = _flip(clean, self.rng)
-            try:
-                return degrade_slice(np.ascontiguousarray(clean), self.plan, self.rng, cs.pixel_mm)
-            except DataError as exc:
-                raise DataError(f"{_source(cs.case)}: {exc}") from exc
+            return self._degraded(cs, clean)
         if self.plan.augment:  # flip degraded and reference together
             flips = self.rng.random(2) < 0.5
             sample = Sample(_flip_axes(sample.degraded, flips), _flip_axes(sample.reference, flips))
@@ -215,8 +233,8 @@ def train_enhancement(run: Run, evaluate: bool = True) -> None:
     train, val = split_cases(run, data)
     plan: EnhancePlan = run.plan  # type: ignore[assignment]
     log.info("reading %d training and %d validation cases", len(train), len(val))
-    train_slices = [case_slices(c, plan) for c in train]
-    val_samples = [s for c in val for s in case_samples(case_slices(c, plan), plan)][:MAX_VAL_SLICES]
+    train_slices = [training_slices(c, plan) for c in train]
+    val_samples = [s for c in val for s in fitted_samples(training_slices(c, plan), plan)][:MAX_VAL_SLICES]
     val_data = [to_batch(val_samples[i : i + 8], plan) for i in range(0, len(val_samples), 8)] or None
     task = EnhanceTask(plan, run.config.train)
     trainer = Trainer(task, run.config.train, run.path)

@@ -72,6 +72,12 @@ class EnhancePlan(PlanBase):
         """The degradation kind: kspace, lowdose-ct, rician, gaussian, sr, or pairs (no degradation)."""
         return str(self.degradation_settings.get("kind", "pairs"))
 
+    @property
+    def degrades_whole_slices(self) -> bool:
+        """Degrade a training slice whole and crop it to ``slice_size`` afterwards, not before: low-dose
+        CT, whose noise depends on the whole body each ray crosses (a cropped body has shorter rays)."""
+        return self.kind == "lowdose-ct"
+
 
 def default_degradation(data_kind: str, modality: str) -> tuple[str | None, str]:
     """(the degradation a dataset gets when the user names none, why)."""

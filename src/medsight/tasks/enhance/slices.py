@@ -4,7 +4,8 @@ by training, evaluation, the PyTorch predictor and the ONNX runtime (so all of t
 - :func:`degrade_slice`: a clean slice and the plan's degradation -> a :class:`Sample` (the network's
   input, the reference, the degraded image a user would see, k-space and mask for k-space);
 - :func:`network_input` / :func:`output_image`: normalise an input for the network, scale its output back;
-- :func:`fit_plane` / :func:`select_slices`: the plan's slice size, the slices worth training on;
+- :func:`fit_plane` / :func:`fit_sample` / :func:`select_slices`: the plan's slice size, the slices worth
+  training on;
 - :func:`enhance_stack`: enhance a stack of slices with any network function (torch or ONNX), tiling
   image-domain inputs to the plan's slice size.
 """
@@ -93,6 +94,15 @@ def fit_plane(x: np.ndarray, size: list[int] | tuple[int, int], fill: float | No
             dst.append(slice(start, start + n))
     out[(..., *dst)] = x[(..., *src)]
     return out
+
+
+def fit_sample(sample: Sample, size: list[int] | tuple[int, int]) -> Sample:
+    """An image-domain sample's degraded image and reference centred in ``size`` together (padded with the
+    reference's minimum)."""
+    if sample.kspace is not None:
+        raise ValueError("fit_sample: a k-space sample cannot be cropped (its k-space is the whole image's)")
+    fill = float(sample.reference.min())
+    return Sample(fit_plane(sample.degraded, size, fill), fit_plane(sample.reference, size, fill))
 
 
 # ------------------------------------------------------------------------------------------------ in / out
