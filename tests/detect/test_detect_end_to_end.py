@@ -101,9 +101,19 @@ def test_predict_files_formats_and_resume(tiny: tuple[Path, Path], tmp_path: Pat
     part = predict_path(run, inputs, tmp_path / "shards", shard="0/2")
     assert part[0].name == "images.part-0-of-2.csv"
     merged = predict_path(run, inputs, tmp_path / "shards", shard="1/2")
-    assert (tmp_path / "shards" / "detections.csv").read_text() == before and merged[
-        0
-    ].name == "detections.csv"
+    assert merged[0].name == "detections.csv"
+    _assert_same_detections(tmp_path / "shards" / "detections.csv", before)
+
+
+def _assert_same_detections(path: Path, expected: str) -> None:
+    """The same rows (file, class) with the same numbers up to one unit of their last written digit: the
+    shards batch other images together, which moves a float's 7th digit and can flip a written 6th."""
+    import io
+
+    got, want = (list(csv.DictReader(io.StringIO(text))) for text in (path.read_text(), expected))
+    assert [(r["file"], r["class"]) for r in got] == [(r["file"], r["class"]) for r in want]
+    for key, tol in (("score", 1.5e-6), ("x0", 1.5e-3), ("y0", 1.5e-3), ("x1", 1.5e-3), ("y1", 1.5e-3)):
+        np.testing.assert_allclose([float(r[key]) for r in got], [float(r[key]) for r in want], atol=tol)
 
 
 def _dicom(path: Path, pixels: np.ndarray) -> Path:

@@ -147,10 +147,11 @@ def test_lowdose_ct_training_slices_are_degraded_whole_then_cropped(tmp_path: Pa
             min_foreground=0.0,
             degradation="lowdose-ct:0.25,i0=20000,angles=90,input=hu",
             degradation_settings={"kind": "lowdose-ct"},
-        )  # fmt: skip
+        )
     )
     assert plan.degrades_whole_slices
-    cs = training_slices(load_enhance_data(tmp_path).train[0], plan)
+    case = load_enhance_data(tmp_path).train[0]
+    cs = training_slices(case, plan)
     assert cs.clean.shape[-2:] == (128, 128)
 
     def noise(degraded: np.ndarray, reference: np.ndarray) -> float:
@@ -159,7 +160,7 @@ def test_lowdose_ct_training_slices_are_degraded_whole_then_cropped(tmp_path: Pa
     batch = next(iter(TrainingBatches([cs], plan, seed=0)))
     assert batch["image"].shape[-2:] == (32, 32)
     trained = noise(batch["image"][0, 0].numpy(), batch["target"][0, 0].numpy()) * 1000.0  # HU
-    val = fitted_samples(cs, plan)[0]
+    val = fitted_samples(case, plan)[0]
     assert val.degraded.shape == (32, 32)
     cropped_first = degrade_slice(fit_plane(hu, [32, 32]), plan, np.random.default_rng(0), 1.0)
     assert trained == pytest.approx(noise(val.degraded, val.reference), rel=0.25)

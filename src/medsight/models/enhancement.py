@@ -80,8 +80,8 @@ class ResidualUNet(nn.Module):
 
     ``norm``: ``"batch"`` for a network trained on crops and run on larger slices (its statistics do not
     depend on the input's extent; an instance norm's do: trained on 96-pixel crops, the residual U-Net
-    made a 192-pixel brain MR slice 7% of its range too bright); ``"instance"`` inside the k-space
-    cascade, which sees whole slices in training and inference."""
+    made a 192-pixel brain MR slice brighter by 7% of its 99th percentile); ``"instance"`` inside the
+    k-space cascade, which sees whole slices in training and inference."""
 
     def __init__(
         self,

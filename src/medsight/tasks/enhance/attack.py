@@ -31,7 +31,6 @@ class EnhancerAdapter:
             fitted_samples,
             load_model,
             to_batch,
-            training_slices,
         )
 
         self.run = run
@@ -40,7 +39,7 @@ class EnhancerAdapter:
         self.class_names = list(run.plan.class_names)
         samples, ids = [], []
         for case in cases_of_split(run, split)[:max_cases]:
-            mine = fitted_samples(training_slices(case, run.plan), run.plan)
+            mine = fitted_samples(case, run.plan)
             samples += mine
             ids += [f"{case.case_id}#{i}" for i in range(len(mine))]
         self.batches = []

@@ -103,14 +103,15 @@ def case_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
 
 
 def training_slices(case: EnhanceCase, plan: EnhancePlan) -> CaseSlices:
-    """A training or validation case's slices: at the plan's slice size, or whole where the plan degrades
-    whole slices (cropped after the degradation: :func:`fitted_samples`, :class:`TrainingBatches`)."""
+    """A training case's slices: at the plan's slice size, or whole where the plan degrades whole slices
+    (:class:`TrainingBatches` crops them after the degradation)."""
     return case_slices(case, plan, fit=not plan.degrades_whole_slices)
 
 
-def fitted_samples(cs: CaseSlices, plan: EnhancePlan) -> list[Sample]:
-    """The case's degraded slices at the plan's slice size (what validation batches stack)."""
-    samples = case_samples(cs, plan)
+def fitted_samples(case: EnhanceCase, plan: EnhancePlan) -> list[Sample]:
+    """A case's degraded slices at the plan's slice size (validation batches, attacks): cropped before the
+    degradation, or after it where the plan degrades whole slices."""
+    samples = case_samples(training_slices(case, plan), plan)
     if plan.degrades_whole_slices:
         return [fit_sample(s, plan.slice_size) for s in samples]
     return samples
@@ -234,7 +235,7 @@ def train_enhancement(run: Run, evaluate: bool = True) -> None:
     plan: EnhancePlan = run.plan  # type: ignore[assignment]
     log.info("reading %d training and %d validation cases", len(train), len(val))
     train_slices = [training_slices(c, plan) for c in train]
-    val_samples = [s for c in val for s in fitted_samples(training_slices(c, plan), plan)][:MAX_VAL_SLICES]
+    val_samples = [s for c in val for s in fitted_samples(c, plan)][:MAX_VAL_SLICES]
     val_data = [to_batch(val_samples[i : i + 8], plan) for i in range(0, len(val_samples), 8)] or None
     task = EnhanceTask(plan, run.config.train)
     trainer = Trainer(task, run.config.train, run.path)
