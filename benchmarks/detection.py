@@ -5,10 +5,13 @@ Usage (from the repo root, after `make setup`)::
     .venv/bin/python benchmarks/detection.py covid --time-budget 15m
     .venv/bin/python benchmarks/detection.py isic --time-budget 15m
     .venv/bin/python benchmarks/detection.py brats --time-budget 5m
+    .venv/bin/python benchmarks/detection.py totalseg --time-budget 20m
 
 Each trains with ``medsight.api.train`` on the detect task (default plan, only the time budget set),
 scores the held-out images (covid: the run's patient-level 20 % validation fold; ISIC: its 400
-validation images; BraTS: the validation fold) with ``medsight evaluate``, prints a table and writes
+validation images; BraTS: the validation fold; totalseg: the right-side slabs of the one labelled
+TotalSegmentator CT, after training on its left-side slabs, see ``totalseg_bilateral.py``) with
+``medsight evaluate``, prints a table and writes
 ``benchmarks/results/detection-<dataset>.json`` with the numbers, the config, the machine, the date,
 wall times and peak memory.
 """
@@ -28,10 +31,18 @@ from typing import Any
 import torch
 
 from medsight import api
-from medsight.utils import atomic_write_text, cpu_count
+from medsight.utils import atomic_write_text, cpu_count, shared_data_root
+
+sys.path.insert(0, str(Path(__file__).parent))
+import totalseg_bilateral  # noqa: E402  (a sibling script)
 
 RESULTS = Path(__file__).parent / "results"
-DATASETS = {"covid": "covid-cxr-lungs", "isic": "isic2018-boxes", "brats": "brats"}
+DATASETS = {
+    "covid": "covid-cxr-lungs",
+    "isic": "isic2018-boxes",
+    "brats": "brats",
+    "totalseg": "totalseg-bilateral-boxes",
+}
 METRICS = ("map_50", "map_50_95", "cpm", "sens_at_fp_0.125", "sens_at_fp_1", "sens_at_fp_8")
 ANCHORS = {
     "nnDetection, LUNA16 (CPM, 10-fold CV)": 0.930,
@@ -48,6 +59,8 @@ def peak_rss_gb() -> float:
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     dataset = DATASETS[args.dataset]
+    if args.dataset == "totalseg":
+        dataset = str(totalseg_bilateral.build(shared_data_root(), args.out / "data" / dataset))
     start = time.perf_counter()
     overrides = [f"train.time_budget={args.time_budget}", "train.progress=false", *args.set]
     run = api.train(dataset, task="detect", overrides=overrides, out=args.out)

@@ -106,6 +106,14 @@ def test_monai_box_json_world_and_voxel(tmp_path: Path) -> None:
     data = load_boxes(tmp_path / "boxes.json")
     np.testing.assert_allclose(data.train[0].boxes.coords, [[8, 9, 4, 12, 11, 6]], atol=1e-9)
     assert data.dim == 3 and data.class_names == ["class_2"]
+    content["classes"] = {"2": "nodule"}
+    (tmp_path / "boxes.json").write_text(json.dumps(content))
+    assert load_boxes(tmp_path / "boxes.json").class_names == ["nodule"]
+    content["classes"] = ["nodule"]
+    (tmp_path / "boxes.json").write_text(json.dumps(content))
+    with pytest.raises(DataError, match=r"boxes\.json: classes: expected .*, found \['nodule'\]"):
+        load_boxes(tmp_path / "boxes.json")
+    del content["classes"]
     content.update({"coordinates": "voxel", "box_mode": "xyzxyz"})
     content["training"][0]["box"] = [[1, 2, 3, 30, 5, 6]]
     (tmp_path / "boxes.json").write_text(json.dumps(content))

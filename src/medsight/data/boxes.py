@@ -11,7 +11,8 @@ Accepted sources (:func:`load_boxes`):
   ``split``); a row with an empty ``label`` (and empty coordinates) names an image without boxes;
 * MONAI's detection JSON (``{"training": [{"image": ..., "box": [[...]], "label": [...]}], ...}``), boxes
   ``box_mode`` ``"cccwhd"`` (centre + size, MONAI's LUNA16 default) or ``"xyzxyz"``, in ``"world"``
-  (mm, the default) or ``"voxel"`` coordinates, given as top-level keys of the JSON;
+  (mm, the default) or ``"voxel"`` coordinates, given as top-level keys of the JSON, with optional class
+  names (``"classes": {"1": "kidney"}``; else ``class_<label>``);
 * any dataset :func:`medsight.data.load_dataset` reads (a name, an MSD folder, a CSV manifest): one
   box per connected component of each class (of each region where the dataset has regions);
 * the registered names ``covid-cxr-lungs``, ``isic2018-boxes`` (lesion boxes from the ISIC masks)
@@ -481,13 +482,21 @@ def load_monai_boxes(path: Path, content: Any) -> BoxData:
         }
     )
     index = {v: i for i, v in enumerate(labels)}
+    names = _monai_class_names(where, content.get("classes", {}), labels)
     splits: dict[str, list[Case]] = {"train": []}
     for key, split in (("training", "train"), ("validation", "val"), ("test", "test")):
         for n, entry in enumerate(content.get(key) or []):
             case = _monai_case(path, f"{key}[{n}]", entry, mode, coords, index, issues)
             if case is not None:
                 splits.setdefault(split, []).append(case)
-    return BoxData(path.stem, 3, 1, [f"class_{v}" for v in labels], splits, where, labels, issues=issues)
+    return BoxData(path.stem, 3, 1, names, splits, where, labels, issues=issues)
+
+
+def _monai_class_names(where: str, classes: Any, labels: list[int]) -> list[str]:
+    """The optional top-level ``"classes": {"<label>": "<name>"}`` of a MONAI box JSON, else class_<label>."""
+    if not isinstance(classes, dict) or not all(isinstance(n, str) for n in classes.values()):
+        raise DataError(f'{where}: classes: expected {{"<label>": "<name>", ...}}, found {classes!r}')
+    return [classes.get(str(v), f"class_{v}") for v in labels]
 
 
 def _monai_case(

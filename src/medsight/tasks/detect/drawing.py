@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 GREEN, RED = (0, 200, 0), (230, 0, 0)
+MIN_SIDE = 256  # smaller pictures (MedMNIST, 3D slices) are enlarged by a whole factor so labels stay legible
 
 
 def display_image(image: np.ndarray) -> np.ndarray:
@@ -30,15 +31,18 @@ def draw_boxes(
     names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """``rgb`` ``(H, W, 3)`` with 2D boxes (x0, y0, x1, y1; x = column) drawn: reference green,
-    predicted red with ``"<name> <score>"`` labels."""
+    predicted red with ``"<name> <score>"`` labels; a picture under ``MIN_SIDE`` is first enlarged by the
+    smallest whole factor that reaches it (nearest neighbour), its boxes with it."""
     from PIL import Image, ImageDraw
 
+    scale = max(1, -(-MIN_SIDE // max(rgb.shape[:2])))
+    rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
     picture = Image.fromarray(np.ascontiguousarray(rgb))
     draw = ImageDraw.Draw(picture)
     width = max(1, round(max(rgb.shape[:2]) / 256))
-    for box in np.asarray(reference if reference is not None else np.zeros((0, 4))).reshape(-1, 4):
+    for box in np.asarray(reference if reference is not None else np.zeros((0, 4))).reshape(-1, 4) * scale:
         draw.rectangle([float(v) for v in box], outline=GREEN, width=width)
-    boxes = np.asarray(predicted if predicted is not None else np.zeros((0, 4))).reshape(-1, 4)
+    boxes = np.asarray(predicted if predicted is not None else np.zeros((0, 4))).reshape(-1, 4) * scale
     for k, box in enumerate(boxes):
         draw.rectangle([float(v) for v in box], outline=RED, width=width)
         text = " ".join(
