@@ -9,9 +9,10 @@ Usage (from the repo root, after `make setup`)::
 
 Each model is trained with ``medsight.api.train`` on the normal training images only (default plan,
 ``plan.model`` and the time budget set; PaDiM fits in one pass, once with a random ResNet-18 and once
-with one ``medsight pretrain --method ae`` pretrained on the dataset's unlabelled training images), and
-scored on the test split by ``medsight.api.evaluate`` (image AUROC and AP with 95% bootstrap CIs). The
-baselines are fitted in the same process on the same normal training images, in [0, 1]:
+with one ``medsight pretrain --method ae`` (or ``--pretrain-method``) pretrained on the dataset's
+unlabelled training images), and scored on the test split by ``medsight.api.evaluate`` (image AUROC
+and AP with 95% bootstrap CIs). The baselines are fitted in the same process on the same normal
+training images, in [0, 1]:
 
 * PCA reconstruction error: the principal components explaining 95% of the variance;
 * Mahalanobis distance on the raw pixels, with a Ledoit-Wolf shrunk covariance.
@@ -172,7 +173,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         enc = pretrain(
             args.dataset,
-            "ae",
+            args.pretrain_method,
             overrides=[
                 f"train.time_budget={args.pretrain_budget}",
                 "train.progress=false",
@@ -184,7 +185,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         row = train_model(
             args.dataset, "padim", args.time_budget, args.out, [f"plan.pretrained={enc}/encoder.pt"]
         )
-        table["padim (ae-pretrained encoder)"] = {**row, "pretrain_s": pre_s}
+        table[f"padim ({args.pretrain_method}-pretrained encoder)"] = {**row, "pretrain_s": pre_s}
     return {"table": table}
 
 
@@ -203,6 +204,9 @@ def main() -> None:
     parser.add_argument(
         "--pretrain-budget", default="90s", help="the PaDiM encoder's pretraining ('' skips it)"
     )
+    parser.add_argument(
+        "--pretrain-method", default="ae", help="the PaDiM encoder's pretraining method (medsight pretrain)"
+    )
     parser.add_argument("--models", nargs="+", default=list(METHODS))
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     parser.add_argument("--set", action="append", default=[], help="extra config overrides for every model")
@@ -215,6 +219,7 @@ def main() -> None:
             "dataset": args.dataset,
             "time_budget": args.time_budget,
             "pretrain_budget": args.pretrain_budget,
+            "pretrain_method": args.pretrain_method,
             "overrides": args.set,
             "anchor": ANCHORS[args.dataset],
             "wall_s": time.perf_counter() - start,
